@@ -1,0 +1,1 @@
+export { mlflowDecommission } from './mlflow-decommission';

@@ -1,0 +1,106 @@
+// mlflowDecommission: the migration plan (seed 001), phase by phase. Each phase runs its steps
+// in order and ends at its checkpoint gate. The mechanics live in migration.ts.
+import { proxyActivities } from '@temporalio/workflow';
+import type { MigrationInput } from '../config';
+import type { StepContext, StepResult } from '../types';
+import { Migration } from './migration';
+import type { MigrationResult } from './messages';
+import type { Activities } from './steps';
+
+const { loadTarget } = proxyActivities<Activities>({ startToCloseTimeout: '1 minute', retry: { maximumAttempts: 3 } });
+
+export async function mlflowDecommission(input: MigrationInput): Promise<MigrationResult> {
+  const m = new Migration();
+  await m.begin(input, loadTarget);
+  return m.run(async () => {
+    await phase0DataMigration(m);
+    await phase1MetricsCollector(m);
+    await phase2DjangoReadsGcs(m);
+    await phase3RemoveInfrastructure(m);
+    await phase4Documentation(m);
+    await phase5CostVerificationAndClosure(m);
+  });
+}
+
+/** Nothing is deleted before this phase's gate: once MLflow's database is gone, so is any history not copied. */
+async function phase0DataMigration(m: Migration): Promise<void> {
+  m.enterPhase(0);
+  await m.step('0.0');
+  await m.step('0.1');
+  await m.step('0.2');
+  await m.step('0.3', (ctx) => backfillInBatches(m, ctx));
+  await m.step('0.4');
+  await m.step('0.5');
+  await m.step('0.6');
+  await m.step('0.7');
+  await m.gate('phase-0');
+}
+
+async function phase1MetricsCollector(m: Migration): Promise<void> {
+  m.enterPhase(1);
+  await m.step('1.1');
+  await m.gate('phase-1');
+}
+
+async function phase2DjangoReadsGcs(m: Migration): Promise<void> {
+  m.enterPhase(2);
+  await m.step('2.1');
+  await m.gate('phase-2');
+}
+
+async function phase3RemoveInfrastructure(m: Migration): Promise<void> {
+  m.enterPhase(3);
+  await m.step('3.1');
+  await m.step('3.2');
+  await m.step('3.3');
+  await m.step('3.4');
+  await m.step('3.5');
+  await m.step('3.6');
+  m.keepFacts('deletedAt', new Date().toISOString());
+  await m.gate('phase-3');
+}
+
+/** Code and docs are the team's to change; the gate holds until a human confirms they did. */
+async function phase4Documentation(m: Migration): Promise<void> {
+  m.enterPhase(4);
+  await m.gate('phase-4');
+}
+
+async function phase5CostVerificationAndClosure(m: Migration): Promise<void> {
+  m.enterPhase(5);
+  await m.step('5.1');
+  await m.wait(m.target.bakePeriod, 'Bake period: let a full billing cycle show before checking the bill (5.2)');
+  await m.step('5.2');
+  await m.step('5.3');
+  await m.gate('closure');
+  await m.step('5.4');
+  await m.step('5.5');
+  await m.step('5.6', (ctx) => m.call('writeCompletionRecord', [ctx, m.status], '5.6 Write the completion record'));
+}
+
+const BATCHES_IN_PARALLEL = 4;
+
+/** 0.3: the scope splits into batches so history stays small and batches spread over workers. */
+async function backfillInBatches(m: Migration, ctx: StepContext): Promise<StepResult> {
+  const planned = await m.call<StepResult>('planBackfill', [ctx], '0.3 plan the backfill batches');
+  const batches = ((planned.facts?.batches ?? []) as Array<{ index: number; runs: number }>).slice();
+  if (ctx.dryRun) return planned;
+  let runs = 0;
+  let points = 0;
+  let failure: unknown;
+  // On a failure the other lanes finish their batch but take no new one, so nothing runs on behind a Blocked step.
+  const lane = async () => {
+    for (let batch = batches.shift(); batch && failure === undefined; batch = batches.shift()) {
+      try {
+        const res = await m.call<StepResult>('backfillBatch', [ctx, batch], `0.3 backfill batch ${batch.index + 1} (${batch.runs} runs)`, 'long');
+        runs += Number(res.facts?.runs ?? 0);
+        points += Number(res.facts?.points ?? 0);
+      } catch (err) {
+        failure ??= err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: BATCHES_IN_PARALLEL }, lane));
+  if (failure !== undefined) throw failure;
+  return { summary: `backfilled ${runs} runs, ${points} points`, actions: planned.actions, facts: { runs, points } };
+}

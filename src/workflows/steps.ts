@@ -1,0 +1,113 @@
+// The plan's checklist (seed 001), as data: every step the migration runs, in order, with what
+// undoes it. The phase functions in mlflow-decommission.ts walk this table; status shows it whole.
+import type { createActivities } from '../activities';
+import type { GateId, PhaseId } from '../types';
+
+export type Activities = ReturnType<typeof createActivities>;
+export type ActivityName = keyof Activities;
+
+export interface StepSpec {
+  id: string;
+  phase: PhaseId;
+  title: string;
+  activity: ActivityName;
+  /** Records before the step acts; rollback runs it. */
+  undo?: ActivityName;
+  /** The operator may `skip` it when Blocked. */
+  skippable?: boolean;
+  destructive?: boolean;
+  /** A permanent step makes this step's compensation moot (e.g. secrets deleted for good). */
+  voids?: string;
+  /** Long data steps get a longer start-to-close timeout. */
+  long?: boolean;
+}
+
+export interface GateSpec {
+  id: GateId;
+  phase: PhaseId;
+  title: string;
+  /** Read-only check activities, run before any approval is asked for. */
+  checks: ActivityName[];
+  /** What the approver should look at before approving. */
+  review: string;
+}
+
+export const PHASE_TITLES: Record<PhaseId, string> = {
+  0: 'Data migration & verification',
+  1: 'MetricsCollector on the trainer',
+  2: 'Django reads from GCS',
+  3: 'Remove MLflow infrastructure',
+  4: 'Documentation & code references',
+  5: 'Cost verification & closure',
+};
+
+export const STEPS: StepSpec[] = [
+  { id: '0.0', phase: 0, title: 'Preflight: config, hosts, permissions, MLflow schema', activity: 'preflight' },
+  { id: '0.1', phase: 0, title: 'Back up the MLflow database (Cloud SQL backup + SQL export)', activity: 'backupDatabase' },
+  { id: '0.2', phase: 0, title: 'Assess the cache scope', activity: 'assessScope' },
+  { id: '0.3', phase: 0, title: 'Backfill every training history into the app DB', activity: 'planBackfill', long: true },
+  { id: '0.4', phase: 0, title: 'Histograms (option A skip, B include)', activity: 'cacheHistograms', skippable: true, long: true },
+  { id: '0.5', phase: 0, title: 'Verify completeness and fidelity point for point', activity: 'verifyMigration', long: true },
+  { id: '0.6', phase: 0, title: 'Export raw MLflow tables to the backup bucket', activity: 'exportRawTables', long: true },
+  { id: '0.7', phase: 0, title: 'Audit app tables that reference MLflow run ids', activity: 'auditReferences', skippable: true },
+  { id: '1.1', phase: 1, title: 'New runs write training_metrics.json', activity: 'checkCutover', skippable: true },
+  { id: '2.1', phase: 2, title: 'Django caches new runs from training_metrics.json', activity: 'checkCutover', skippable: true },
+  { id: '3.1', phase: 3, title: 'Delete the MLflow Cloud Run service', activity: 'deleteMlflowService', undo: 'restoreMlflowService', destructive: true },
+  { id: '3.2', phase: 3, title: 'Delete the MLflow Cloud SQL instance', activity: 'deleteMlflowDatabase', undo: 'restoreMlflowDatabase', destructive: true, long: true },
+  { id: '3.3', phase: 3, title: 'Delete the Cloud Build trigger', activity: 'deleteBuildTrigger', undo: 'restoreBuildTrigger', destructive: true },
+  { id: '3.4', phase: 3, title: 'Delete the artifacts bucket (optional)', activity: 'deleteArtifactsBucket', undo: 'restoreArtifactsBucket', destructive: true, skippable: true, long: true },
+  { id: '3.5', phase: 3, title: 'Delete the MLflow service account', activity: 'deleteServiceAccount', undo: 'restoreServiceAccount', destructive: true },
+  { id: '3.6', phase: 3, title: 'Disable the MLflow secrets', activity: 'disableSecrets', undo: 'enableSecrets', destructive: true },
+  { id: '5.1', phase: 5, title: 'Verify the cloud resources are gone', activity: 'verifyResourcesGone' },
+  { id: '5.2', phase: 5, title: 'Check the bill after the bake period', activity: 'checkBilling' },
+  { id: '5.3', phase: 5, title: 'Remove the tracking URI from the app service', activity: 'removeTrackingUri', undo: 'restoreTrackingUri', destructive: true },
+  { id: '5.4', phase: 5, title: 'Delete the disabled secrets (irreversible)', activity: 'deleteSecrets', destructive: true, voids: '3.6' },
+  { id: '5.5', phase: 5, title: 'Final verification: nothing labelled MLflow remains', activity: 'verifyNothingLeft' },
+  { id: '5.6', phase: 5, title: 'Write the completion record', activity: 'writeCompletionRecord' },
+];
+
+export const GATES: GateSpec[] = [
+  {
+    id: 'phase-0',
+    phase: 0,
+    title: 'Every history preserved and proven; backup and export verified',
+    checks: ['checkPhase0', 'checkExportVerified'],
+    review: 'Open a few migrated experiments in the Training tab; compare the counts in step 0.2 and 0.5.',
+  },
+  { id: 'phase-1', phase: 1, title: 'Trainer writes training_metrics.json', checks: [], review: 'Step 1.1 lists the runs checked.' },
+  {
+    id: 'phase-2',
+    phase: 2,
+    title: 'Ready to delete infrastructure (the verified SQL export is the way back)',
+    checks: ['checkExportVerified'],
+    review: 'Phase 3 deletes Cloud Run, Cloud SQL, the trigger, the bucket (if configured), the service account and disables secrets. Each is snapshotted and can be rolled back.',
+  },
+  { id: 'phase-3', phase: 3, title: 'MLflow infrastructure removed', checks: ['checkResourcesGone'], review: 'Step results list every snapshot.' },
+  {
+    id: 'phase-4',
+    phase: 4,
+    title: 'Documentation and code references updated',
+    checks: [],
+    review:
+      'Confirm by hand (plan steps 3.7–3.9, 4, 5.4): mlflow_server/ and mlflow_service.py deleted, MLFLOW_TRACKING_URI removed from settings, README and docs updated (keep docs/mlflow.md), CI/CD no longer builds MLflow.',
+  },
+  {
+    id: 'closure',
+    phase: 5,
+    title: 'Close: delete the secrets for good and write the completion record',
+    checks: [],
+    review: 'Billing is clean (step 5.2). After approval, step 5.4 deletes the secrets and cannot be undone.',
+  },
+];
+
+export function stepSpec(id: string): StepSpec {
+  const spec = STEPS.find((s) => s.id === id);
+  if (!spec) throw new Error(`unknown step ${id}`);
+  return spec;
+}
+
+export function gateSpec(id: GateId): GateSpec {
+  const spec = GATES.find((g) => g.id === id);
+  if (!spec) throw new Error(`unknown gate ${id}`);
+  return spec;
+}

@@ -1,0 +1,99 @@
+// Stand-ins for the data and cloud activities, for workflow tests: built with the real
+// defineStep, so dry runs and gate guards behave as in production, and every act is logged.
+import { ApplicationFailure } from '@temporalio/common';
+import { defineStep } from '../../src/activities/step';
+import type { Target } from '../../src/config';
+import type { StepContext, StepResult } from '../../src/types';
+import type { Activities } from '../../src/workflows/steps';
+import { STEPS } from '../../src/workflows/steps';
+
+type Fn = (...args: any[]) => Promise<unknown>;
+
+export interface Fakes {
+  activities: Record<string, Fn>;
+  /** Every activity that acted (not planned), in order. */
+  acted: string[];
+  /** Make `name` fail non-retryably the next `times` times. */
+  failNext(name: string, times?: number, message?: string): void;
+}
+
+export function fakeActivities(target: Target, overrides: Partial<Record<keyof Activities, Fn>> = {}): Fakes {
+  const acted: string[] = [];
+  const failures = new Map<string, { times: number; message: string }>();
+  const maybeFail = (name: string) => {
+    const f = failures.get(name);
+    if (f && f.times > 0) {
+      f.times--;
+      throw ApplicationFailure.nonRetryable(f.message, 'TestFailure');
+    }
+  };
+  const step = (name: string, facts?: (ctx: StepContext) => Record<string, unknown>) =>
+    defineStep({
+      plan: async () => [{ call: `fake.${name}`, resource: `fake/${name}`, description: `would ${name}` }],
+      run: async (ctx): Promise<StepResult> => {
+        maybeFail(name);
+        acted.push(name);
+        return { summary: `${name} done`, actions: [], facts: facts?.(ctx) };
+      },
+    });
+  const check = (name: string) => async () => {
+    maybeFail(name);
+    acted.push(name);
+    return { checks: [{ name, ok: true, detail: 'ok' }] };
+  };
+  const names = new Set<string>(STEPS.flatMap((s) => [s.activity, ...(s.undo ? [s.undo] : [])]));
+  const activities: Record<string, Fn> = {};
+  for (const n of names) activities[n] = step(n);
+  Object.assign(activities, {
+    loadTarget: async () => target,
+    planBackfill: step('planBackfill', () => ({ batches: [0, 1, 2, 3, 4].map((index) => ({ index, runs: 10 })) })),
+    backfillBatch: async (_ctx: StepContext, batch: { index: number; runs: number }) => {
+      maybeFail('backfillBatch');
+      acted.push(`backfillBatch#${batch.index}`);
+      return { summary: 'ok', actions: [], facts: { runs: batch.runs, points: batch.runs * 7000 } };
+    },
+    checkPhase0: check('checkPhase0'),
+    checkExportVerified: check('checkExportVerified'),
+    checkResourcesGone: check('checkResourcesGone'),
+    writeCompletionRecord: async (ctx: StepContext) => {
+      if (!ctx.dryRun) acted.push('writeCompletionRecord');
+      return { summary: 'record written', actions: [{ call: 'fake.write', resource: 'fake/record', description: 'write' }] };
+    },
+    ...overrides,
+  });
+  return {
+    activities,
+    acted,
+    failNext: (name, times = 1, message = `${name} failed (injected)`) => failures.set(name, { times, message }),
+  };
+}
+
+export function demoTarget(overrides: Partial<Target> = {}): Target {
+  return {
+    shape: 'cloud-sql-dedicated',
+    gcp: { project: 'demo-project', region: 'europe-central2' },
+    labels: { app: 'mlflow' },
+    cloudRun: { mlflowService: 'mlflow-server', appService: 'django-app', trackingUriEnvVar: 'MLFLOW_TRACKING_URI' },
+    cloudSql: { instance: 'mlflow-db', database: 'mlflow' },
+    buckets: { backup: 'demo-backups', artifacts: 'demo-mlflow-artifacts', deleteArtifacts: true, prefix: 'mlflow-decommission' },
+    buildTrigger: 'mlflow-server',
+    serviceAccount: 'mlflow-server@demo-project.iam.gserviceaccount.com',
+    secrets: ['MLFLOW_DB_PASSWORD'],
+    databases: { mlflow: { urlEnv: 'MLFLOW_DATABASE_URL' }, app: { urlEnv: 'APP_DATABASE_URL' } },
+    appTable: {
+      table: 'ml_platform_quicktest',
+      id: 'id',
+      status: 'status',
+      completedStatus: 'completed',
+      runId: 'mlflow_run_id',
+      history: 'training_history_json',
+      artifactsPath: 'gcs_artifacts_path',
+      displayName: 'display_name',
+    },
+    data: { histograms: 'skip', batchSize: 500, minPostCutoverExperiments: 2, referenceTables: [] },
+    billing: { estimatedMonthlySavingsUsd: 50 },
+    bakePeriod: '2s',
+    approvals: {},
+    ...overrides,
+  };
+}
