@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Runtime, Worker, type WorkflowBundle } from '@temporalio/worker';
 import type { WorkflowHandle } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
 import { devServerExecutable, testServerExecutable } from '../../dev/temporal';
 import { SEARCH_ATTRIBUTES } from '../../src/search-attributes';
 import type { MigrationStatus } from '../../src/workflows/messages';
@@ -22,7 +23,13 @@ export async function startDevServer(): Promise<TestWorkflowEnvironment> {
 
 export async function startTimeSkippingServer(): Promise<TestWorkflowEnvironment> {
   quietRuntime();
-  return TestWorkflowEnvironment.createTimeSkipping({ server: { executable: testServerExecutable() } });
+  const env = await TestWorkflowEnvironment.createTimeSkipping({ server: { executable: testServerExecutable() } });
+  // The test server has no --search-attribute flag; it does take the operator call.
+  await env.connection.operatorService.addSearchAttributes({
+    namespace: 'default',
+    searchAttributes: Object.fromEntries(SEARCH_ATTRIBUTES.map((k) => [k.name, temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD])),
+  });
+  return env;
 }
 
 let bundle: Promise<WorkflowBundle> | undefined;

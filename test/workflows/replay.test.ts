@@ -1,0 +1,41 @@
+// Recorded histories must replay on the current workflow code: a change that would break a
+// running migration fails here (use patched() for such changes). Re-record with
+// RECORD_HISTORIES=1 npx vitest run test/workflows/mlflow-decommission.test.ts
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { historyFromJSON } from '@temporalio/common/lib/proto-utils';
+import { Worker } from '@temporalio/worker';
+import { describe, expect, it } from 'vitest';
+import { workflowIdFor } from '../../src/config';
+import { workflowBundle } from '../support/temporal';
+
+const dir = join(process.cwd(), 'test/histories');
+const files = readdirSync(dir).filter((f) => f.endsWith('.json'));
+
+/** The workflow checks its own ID against the target, so replay under the ID it ran with. */
+function load(file: string) {
+  const history = historyFromJSON(JSON.parse(readFileSync(join(dir, file), 'utf8')));
+  const payload = history.events![0].workflowExecutionStartedEventAttributes!.input!.payloads![0];
+  const input = JSON.parse(Buffer.from(payload.data!).toString()) as { target: string };
+  return { workflowId: workflowIdFor(input.target), history };
+}
+
+describe('recorded histories', () => {
+  it('include the approval path and the rollback path', () => {
+    expect(files).toEqual(expect.arrayContaining(['approval-path.json', 'rollback-path.json']));
+  });
+
+  it.each(files)('%s replays without nondeterminism', async (file) => {
+    const { workflowId, history } = load(file);
+    const result = await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, workflowId);
+    expect(result).toBeUndefined();
+  });
+
+  it('all replay together through runReplayHistories', async () => {
+    const histories = files.map(load);
+    const results = [];
+    for await (const r of Worker.runReplayHistories({ workflowBundle: await workflowBundle() }, histories)) results.push(r);
+    expect(results.map((r) => r.error?.message)).toEqual(files.map(() => undefined));
+    expect(results).toHaveLength(files.length);
+  });
+});
