@@ -1,0 +1,76 @@
+// The worker users run: the mlflowDecommission workflow and the real activities, on task queue
+// `mlflow-decommission`. Configuration is read and validated once, before connecting.
+import { readFileSync } from 'node:fs';
+import { Connection } from '@temporalio/client';
+import { NativeConnection, Worker, type NativeConnectionOptions } from '@temporalio/worker';
+import { temporal } from '@temporalio/proto';
+import { createActivities } from './activities';
+import { createDependencies } from './dependencies';
+import { ConfigError, loadConfigFile, readWorkerEnv, type WorkerEnv } from './environment';
+import { SEARCH_ATTRIBUTES } from './search-attributes';
+
+export function connectionOptions(env: WorkerEnv): NativeConnectionOptions {
+  const tls =
+    env.TEMPORAL_TLS_CERT && env.TEMPORAL_TLS_KEY
+      ? {
+          clientCertPair: { crt: readFileSync(env.TEMPORAL_TLS_CERT), key: readFileSync(env.TEMPORAL_TLS_KEY) },
+          serverRootCACertificate: env.TEMPORAL_TLS_CA ? readFileSync(env.TEMPORAL_TLS_CA) : undefined,
+          serverNameOverride: env.TEMPORAL_TLS_SERVER_NAME,
+        }
+      : env.TEMPORAL_API_KEY
+        ? true
+        : undefined;
+  return { address: env.TEMPORAL_ADDRESS, tls, apiKey: env.TEMPORAL_API_KEY };
+}
+
+/** The workflow upserts these on every transition; a namespace without them would fail its tasks. */
+export async function ensureSearchAttributes(env: WorkerEnv): Promise<void> {
+  const connection = await Connection.connect(connectionOptions(env) as never);
+  try {
+    const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace: env.TEMPORAL_NAMESPACE });
+    const missing = SEARCH_ATTRIBUTES.filter((k) => !customAttributes?.[k.name]);
+    if (missing.length === 0) return;
+    await connection.operatorService.addSearchAttributes({
+      namespace: env.TEMPORAL_NAMESPACE,
+      searchAttributes: Object.fromEntries(missing.map((k) => [k.name, temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD])),
+    });
+  } catch (err) {
+    const names = SEARCH_ATTRIBUTES.map((k) => k.name);
+    throw new ConfigError(
+      `search attributes ${names.join(', ')} are not registered on namespace ${env.TEMPORAL_NAMESPACE} and could not be added (${(err as Error).message}). ` +
+        `Register them once: ${names.map((n) => `temporal operator search-attribute create --name ${n} --type Keyword`).join(' && ')}`,
+    );
+  } finally {
+    await connection.close();
+  }
+}
+
+export async function runWorker(env: WorkerEnv = readWorkerEnv()): Promise<void> {
+  const config = loadConfigFile(env.MLFLOW_DECOMMISSION_CONFIG);
+  await ensureSearchAttributes(env);
+  const deps = createDependencies(env);
+  const connection = await NativeConnection.connect(connectionOptions(env));
+  try {
+    const worker = await Worker.create({
+      connection,
+      namespace: env.TEMPORAL_NAMESPACE,
+      taskQueue: env.TEMPORAL_TASK_QUEUE,
+      workflowsPath: require.resolve('./workflows'),
+      activities: createActivities({ config, ...deps }),
+      // SIGINT/SIGTERM stop polling; running activities get this long to finish or heartbeat out.
+      shutdownGraceTime: '30 seconds',
+    });
+    console.log(`worker on ${env.TEMPORAL_ADDRESS}, namespace ${env.TEMPORAL_NAMESPACE}, task queue ${env.TEMPORAL_TASK_QUEUE}; targets: ${Object.keys(config.targets).join(', ')}`);
+    await worker.run();
+  } finally {
+    await connection.close();
+    await deps.close();
+  }
+}
+
+if (require.main === module) {
+  runWorker().catch((err) => {
+    console.error(err instanceof ConfigError ? `mlflow-decommission worker: ${err.message}` : err);
+    process.exit(1);
+  });
+}
