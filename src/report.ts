@@ -14,10 +14,10 @@ export interface CompletionRecord {
   backups: Record<string, unknown>;
   approvals: Array<{ gate: string; by: string; at: string; comment?: string }>;
   problems: string[];
-  estimatedMonthlySavingsUsd: number;
+  estimatedMonthlySavingsUsd?: number;
 }
 
-export function renderReport(status: MigrationStatus, target: Target): { markdown: string; json: CompletionRecord } {
+export function renderReport(status: MigrationStatus, target?: Pick<Target, 'billing'>): { markdown: string; json: CompletionRecord } {
   const fact = (step: string) => (status.facts[step] ?? {}) as Record<string, unknown>;
   const json: CompletionRecord = {
     target: status.target,
@@ -30,7 +30,7 @@ export function renderReport(status: MigrationStatus, target: Target): { markdow
     backups: { backup: fact('0.1'), rawExport: fact('0.6') },
     approvals: status.gates.filter((g) => g.approval).map((g) => ({ gate: g.id, by: g.approval!.by, at: g.approval!.at, comment: g.approval!.comment })),
     problems: status.events.filter((e) => /Blocked|failed|ignored|retry|skip/.test(e.message)).map((e) => `${e.at} ${e.message}`),
-    estimatedMonthlySavingsUsd: target.billing.estimatedMonthlySavingsUsd,
+    estimatedMonthlySavingsUsd: target?.billing.estimatedMonthlySavingsUsd,
   };
   const md = [
     `# MLflow decommission: ${json.target}`,
@@ -43,7 +43,7 @@ export function renderReport(status: MigrationStatus, target: Target): { markdow
     `| Finished | ${json.finishedAt ?? '—'} |`,
     `| Runs migrated | ${json.migrated.runs ?? '—'} |`,
     `| Points migrated | ${json.migrated.points ?? '—'} |`,
-    `| Monthly savings (estimate) | $${json.estimatedMonthlySavingsUsd} |`,
+    `| Monthly savings (estimate) | ${json.estimatedMonthlySavingsUsd === undefined ? '—' : `$${json.estimatedMonthlySavingsUsd}`} |`,
     '',
     '## Resources deleted',
     ...(json.deleted.length ? json.deleted.map((d) => `- ${d.step} ${d.title}: ${d.summary ?? ''}`) : ['- none']),

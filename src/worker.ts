@@ -1,27 +1,13 @@
 // The worker users run: the mlflowDecommission workflow and the real activities, on task queue
 // `mlflow-decommission`. Configuration is read and validated once, before connecting.
-import { readFileSync } from 'node:fs';
 import { Connection } from '@temporalio/client';
-import { NativeConnection, Worker, type NativeConnectionOptions } from '@temporalio/worker';
+import { NativeConnection, Worker } from '@temporalio/worker';
 import { temporal } from '@temporalio/proto';
 import { createActivities } from './activities';
 import { createDependencies } from './dependencies';
 import { ConfigError, loadConfigFile, readWorkerEnv, type WorkerEnv } from './environment';
 import { SEARCH_ATTRIBUTES } from './search-attributes';
-
-export function connectionOptions(env: WorkerEnv): NativeConnectionOptions {
-  const tls =
-    env.TEMPORAL_TLS_CERT && env.TEMPORAL_TLS_KEY
-      ? {
-          clientCertPair: { crt: readFileSync(env.TEMPORAL_TLS_CERT), key: readFileSync(env.TEMPORAL_TLS_KEY) },
-          serverRootCACertificate: env.TEMPORAL_TLS_CA ? readFileSync(env.TEMPORAL_TLS_CA) : undefined,
-          serverNameOverride: env.TEMPORAL_TLS_SERVER_NAME,
-        }
-      : env.TEMPORAL_API_KEY
-        ? true
-        : undefined;
-  return { address: env.TEMPORAL_ADDRESS, tls, apiKey: env.TEMPORAL_API_KEY };
-}
+import { connectionOptions } from './temporal-connection';
 
 /** The workflow upserts these on every transition; a namespace without them would fail its tasks. */
 export async function ensureSearchAttributes(env: WorkerEnv): Promise<void> {
