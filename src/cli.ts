@@ -9,7 +9,7 @@ import { ConfigError, readWorkerEnv } from './environment';
 import { renderReport } from './report';
 import { GATE_IDS, type GateId } from './types';
 import type { MigrationResult, MigrationStatus } from './workflows/messages';
-import { connectionOptions } from './temporal-connection';
+import { connectionOptions, dataConverter } from './temporal-connection';
 
 interface Global {
   json?: boolean;
@@ -28,7 +28,7 @@ async function connect(): Promise<Client> {
   taskQueue = env.TEMPORAL_TASK_QUEUE;
   try {
     const connection = await Connection.connect(connectionOptions(env) as never);
-    return new Client({ connection, namespace: env.TEMPORAL_NAMESPACE });
+    return new Client({ connection, namespace: env.TEMPORAL_NAMESPACE, dataConverter: dataConverter(env) });
   } catch (err) {
     throw new CliError(`cannot reach Temporal at ${env.TEMPORAL_ADDRESS} (${(err as Error).message}): start it (./run demo, or temporal server start-dev) or set TEMPORAL_ADDRESS`);
   }

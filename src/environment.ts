@@ -20,6 +20,8 @@ const workerEnvSchema = z.object({
   MLFLOW_DECOMMISSION_CONFIG: z.string().default('mlflow-decommission.config.json'),
   /** Overrides every Google API endpoint (a private endpoint, or the local sandbox). Unset: real Google Cloud with ADC. */
   GCP_API_ENDPOINT: z.url().optional(),
+  /** Optional payload encryption keys, "keyId:base64,…" newest first (see src/codec.ts). */
+  MLFLOW_DECOMMISSION_CODEC_KEYS: z.string().optional(),
 });
 export type WorkerEnv = z.infer<typeof workerEnvSchema>;
 

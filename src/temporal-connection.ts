@@ -1,6 +1,8 @@
 // How the worker and the CLI reach Temporal: plain, mTLS (self-hosted) or an API key (Cloud).
 import { readFileSync } from 'node:fs';
+import type { DataConverter } from '@temporalio/common';
 import type { NativeConnectionOptions } from '@temporalio/worker';
+import { AesGcmCodec } from './codec';
 import type { WorkerEnv } from './environment';
 
 export function connectionOptions(env: WorkerEnv): NativeConnectionOptions {
@@ -15,4 +17,10 @@ export function connectionOptions(env: WorkerEnv): NativeConnectionOptions {
         ? true
         : undefined;
   return { address: env.TEMPORAL_ADDRESS, tls, apiKey: env.TEMPORAL_API_KEY };
+}
+
+/** Payload encryption when keys are configured; the worker and every client must agree. */
+export function dataConverter(env: WorkerEnv): DataConverter | undefined {
+  const codec = AesGcmCodec.fromEnv(env.MLFLOW_DECOMMISSION_CODEC_KEYS);
+  return codec ? { payloadCodecs: [codec] } : undefined;
 }

@@ -7,7 +7,7 @@ import { createActivities } from './activities';
 import { createDependencies } from './dependencies';
 import { ConfigError, loadConfigFile, readWorkerEnv, type WorkerEnv } from './environment';
 import { SEARCH_ATTRIBUTES } from './search-attributes';
-import { connectionOptions } from './temporal-connection';
+import { connectionOptions, dataConverter } from './temporal-connection';
 
 /** The workflow upserts these on every transition; a namespace without them would fail its tasks. */
 export async function ensureSearchAttributes(env: WorkerEnv): Promise<void> {
@@ -43,6 +43,7 @@ export async function runWorker(env: WorkerEnv = readWorkerEnv()): Promise<void>
       taskQueue: env.TEMPORAL_TASK_QUEUE,
       workflowsPath: require.resolve('./workflows'),
       activities: createActivities({ config, ...deps }),
+      dataConverter: dataConverter(env),
       // SIGINT/SIGTERM stop polling; running activities get this long to finish or heartbeat out.
       shutdownGraceTime: '30 seconds',
     });
