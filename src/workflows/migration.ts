@@ -215,7 +215,7 @@ export class Migration {
       this.setState('waiting-approval', {
         kind: 'approval',
         gate: id,
-        next: `Review: ${spec.review} Then send approve {"gate": "${id}", "by": "<your name>"} — or reject / rollback.`,
+        next: `Review: ${spec.review} Then send \`approve\` with \`{"gate": "${id}", "by": "YOUR_NAME"}\` — or \`reject\` / \`rollback\`.`,
       });
       await condition(() => g.approval !== undefined);
     }
@@ -288,7 +288,7 @@ export class Migration {
 
   private async decide(id: string, why: string, skippable: boolean): Promise<'retry' | 'skip'> {
     const rollingBack = this.status.state === 'rolling-back';
-    const verbs = [`retry {"step": "${id}"}`, ...(skippable ? [`skip {"step": "${id}"}`] : []), ...(rollingBack ? ['abort'] : ['rollback', 'abort'])];
+    const verbs = [`\`retry\` with \`{"step": "${id}"}\``, ...(skippable ? [`\`skip\` with \`{"step": "${id}"}\``] : []), ...(rollingBack ? ['`abort`'] : ['`rollback`', '`abort`'])];
     this.setState(rollingBack ? 'rolling-back' : 'blocked', { kind: 'decision', step: id, next: `${why}. Fix the cause, then send ${verbs.join(' or ')}.` });
     await condition(() => this.decisions.has(id) || this.abortRollback);
     const d = this.decisions.get(id) ?? 'skip';
@@ -324,7 +324,7 @@ export class Migration {
   private checkApprove(r: msg.ApproveRequest): string | undefined {
     const g = this.findGate(r?.gate);
     if (typeof g === 'string') return g;
-    if (!r.by) return 'say who approves: {"gate": "…", "by": "<your name>"}';
+    if (!r.by) return 'say who approves: {"gate": "…", "by": "YOUR_NAME"}';
     if (g.approval) return `gate ${g.id} was already approved by ${g.approval.by}`;
     if (g.state !== 'waiting') return `gate ${g.id} is not waiting for approval (it is ${g.state}). ${this.nextHint()}`;
     return undefined;
@@ -340,7 +340,7 @@ export class Migration {
   private checkReject(r: msg.RejectRequest): string | undefined {
     const g = this.findGate(r?.gate);
     if (typeof g === 'string') return g;
-    if (!r.by || !r.reason) return 'say who rejects and why: {"gate": "…", "by": "<your name>", "reason": "…"}';
+    if (!r.by || !r.reason) return 'say who rejects and why: {"gate": "…", "by": "YOUR_NAME", "reason": "…"}';
     if (g.state !== 'waiting') return `gate ${g.id} is not waiting for approval (it is ${g.state}). ${this.nextHint()}`;
     return undefined;
   }
@@ -375,7 +375,7 @@ export class Migration {
   }
 
   private checkStop(r: msg.StopRequest, kind: 'rollback' | 'abort'): string | undefined {
-    if (!r?.by || !r.reason) return `say who and why: {"by": "<your name>", "reason": "…"}`;
+    if (!r?.by || !r.reason) return `say who and why: {"by": "YOUR_NAME", "reason": "…"}`;
     if (['completed', 'planned', 'rolled-back', 'rejected', 'aborted'].includes(this.status.state)) return `the migration has ended (${this.status.state})`;
     if (this.status.state === 'rolling-back') return kind === 'abort' ? undefined : 'already rolling back';
     if (this.stop) return `already stopping (${this.stop.kind})`;
@@ -447,20 +447,21 @@ export function describeFailure(err: unknown): string {
   return e?.message ?? String(err);
 }
 
+// Plain symbols that every UI font has (emoji are missing from many server-side renderers).
 const ICON: Record<string, string> = {
-  pending: '·',
+  pending: '○',
   running: '▶',
-  done: '✅',
-  blocked: '⛔',
-  skipped: '⏭',
-  planned: '📝',
-  recorded: '·',
-  void: '—',
+  done: '✓',
+  blocked: '✗ BLOCKED',
+  skipped: '↷ skipped',
+  planned: '·',
+  recorded: '○',
+  void: '–',
   checking: '▶',
-  failed: '⛔',
-  waiting: '⏸',
-  passed: '✅',
-  rejected: '✖',
+  failed: '✗ FAILED',
+  waiting: '‖ WAITING',
+  passed: '✓',
+  rejected: '✗ rejected',
 };
 
 /** The markdown the UI shows as "current details": where it stands and what to do next. */
@@ -470,11 +471,11 @@ export function renderDetails(s: MigrationStatus): string {
   lines.push(`**${s.dryRun ? 'Dry run' : 'Migration'} of ${s.target || '…'}** · **${s.state}**${phase}`);
   if (s.waitingFor) lines.push('', `**Next:** ${s.waitingFor.next}`);
   if (s.state === 'rolling-back' || s.compensations.some((c) => c.state !== 'recorded')) {
-    lines.push('', '**Rollback**');
+    lines.push('', '**Rollback**', '');
     for (const c of [...s.compensations].reverse()) lines.push(`- ${ICON[c.state] ?? c.state} ${c.title}${c.error ? ` — ${c.error}` : c.summary ? ` — ${c.summary}` : ''}`);
   }
   if (s.phase !== null) {
-    lines.push('', `**Phase ${s.phase} steps**`);
+    lines.push('', `**Phase ${s.phase} steps**`, '');
     for (const st of s.steps.filter((x) => x.phase === s.phase)) {
       lines.push(`- ${ICON[st.state] ?? st.state} ${st.id} ${st.title}${st.error ? ` — ${st.error}` : st.summary ? ` — ${st.summary}` : ''}`);
     }

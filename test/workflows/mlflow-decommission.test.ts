@@ -119,13 +119,13 @@ describe('mlflowDecommission', () => {
       const h = await start(tq, { target: uniqueTarget() });
       const status = await waitForStatus(h, (s) => s.waitingFor?.gate === 'phase-0');
       expect(status.state).toBe('waiting-approval');
-      expect(status.waitingFor?.next).toContain('approve {"gate": "phase-0"');
+      expect(status.waitingFor?.next).toContain('`approve` with `{"gate": "phase-0"');
       expect(status.gates[0].checks.map((c) => c.name)).toEqual(['checkPhase0', 'checkExportVerified']);
       const desc = await h.describe();
       expect(desc.searchAttributes).toMatchObject({ MigrationState: ['waiting-approval'], MigrationPhase: ['0'], MigrationTarget: [h.workflowId.replace('mlflow-decommission-', '')] });
       expect(await desc.staticSummary()).toContain(h.workflowId.replace('mlflow-decommission-', ''));
       const meta = (await h.query('__temporal_workflow_metadata')) as { currentDetails: string; definition: { signalDefinitions: { name: string; description: string }[] } };
-      expect(meta.currentDetails).toContain('approve {"gate": "phase-0"');
+      expect(meta.currentDetails).toContain('`approve` with `{"gate": "phase-0"');
       expect(meta.definition.signalDefinitions.map((d) => d.name).sort()).toEqual(['abort', 'approve', 'reject', 'retry', 'rollback', 'skip']);
       expect(meta.definition.signalDefinitions.every((d) => d.description.length > 20)).toBe(true);
       await commands.abort(h, { by: 'alice', reason: 'test over' });
