@@ -1,0 +1,65 @@
+// Reset from the UI to before a completed destructive step: the new run re-runs the steps,
+// and because every step checks before it acts, no effect happens twice.
+import { randomUUID } from 'node:crypto';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startMigration } from '../../src/client';
+import { defineStep } from '../../src/activities/step';
+import { demoTarget, fakeActivities } from '../support/fake-activities';
+import { startDevServer, withWorker, workflowBundle } from '../support/temporal';
+
+let env: TestWorkflowEnvironment;
+beforeAll(async () => {
+  env = await startDevServer();
+  await workflowBundle();
+});
+afterAll(async () => {
+  await env?.teardown();
+});
+
+/** A tiny stand-in cloud: a delete acts only on what exists, as the real steps do. */
+function idempotentCloud() {
+  const exists = new Set(['service', 'instance', 'trigger']);
+  const effects: string[] = [];
+  const del = (name: string) =>
+    defineStep({
+      plan: async () => [],
+      run: async () => {
+        if (exists.delete(name)) effects.push(`delete ${name}`);
+        return { summary: exists.has(name) ? 'still there' : `${name} gone`, actions: [] };
+      },
+    });
+  return { effects, exists, activities: { deleteMlflowService: del('service'), deleteMlflowDatabase: del('instance'), deleteBuildTrigger: del('trigger') } };
+}
+
+describe('reset', () => {
+  it('re-running from before a completed delete repeats no effect', async () => {
+    const noApprovals = { 'phase-0': false, 'phase-2': false, 'phase-4': false, closure: false };
+    const cloud = idempotentCloud();
+    const fakes = fakeActivities(demoTarget({ approvals: noApprovals, bakePeriod: '1s' }), cloud.activities);
+    await withWorker(env, fakes.activities, async (tq) => {
+      const h = await startMigration(env.client, { target: 'reset' }, { taskQueue: tq });
+      const first = await h.result();
+      expect(first.outcome).toBe('completed');
+      expect(cloud.effects).toEqual(['delete service', 'delete instance', 'delete trigger']);
+
+      // The workflow task that scheduled 3.1 (deleteMlflowService): reset to just before it.
+      const events = (await h.fetchHistory()).events!;
+      const scheduled = events.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'deleteMlflowService')!;
+      const taskCompleted = events.filter((e) => e.workflowTaskCompletedEventAttributes && Number(e.eventId) < Number(scheduled.eventId)).at(-1)!;
+      const desc = await h.describe();
+      const { runId } = await env.client.workflowService.resetWorkflowExecution({
+        namespace: 'default',
+        workflowExecution: { workflowId: h.workflowId, runId: desc.runId },
+        workflowTaskFinishEventId: taskCompleted.eventId,
+        reason: 'test: reset to before 3.1',
+        requestId: randomUUID(),
+      });
+      const second = await env.client.workflow.getHandle(h.workflowId, runId!).result();
+      expect(second.outcome).toBe('completed');
+      expect(cloud.effects).toEqual(['delete service', 'delete instance', 'delete trigger']);
+      expect(second.status.steps.find((s) => s.id === '3.1')).toMatchObject({ state: 'done', summary: 'service gone' });
+      expect(second.status.compensations.map((c) => c.step)).toEqual(['3.1', '3.2', '3.3', '3.4', '3.5', '3.6', '5.3']);
+    });
+  });
+});
