@@ -1,0 +1,64 @@
+// Streaming reads for the data activities: a server-side cursor (one ordered pass, constant
+// memory) and COPY … TO STDOUT (raw export). pg and pg-copy-streams stay in the adapter layer.
+import type { Readable } from 'node:stream';
+import type pg from 'pg';
+import { to as copyTo } from 'pg-copy-streams';
+
+export type Pool = pg.Pool;
+export type Row = Record<string, any>;
+
+/**
+ * Runs `sql` through a cursor in a read-only transaction and hands rows to `onRows` in chunks of
+ * `fetchSize`, awaiting each so a slow consumer holds back the reads.
+ */
+export async function forEachRowChunk(pool: Pool, sql: string, params: unknown[], fetchSize: number, onRows: (rows: Row[]) => Promise<void> | void): Promise<void> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN READ ONLY');
+    await client.query(`DECLARE history_cursor NO SCROLL CURSOR FOR ${sql}`, params);
+    for (;;) {
+      const { rows } = await client.query(`FETCH ${Number(fetchSize)} FROM history_cursor`);
+      if (rows.length) await onRows(rows);
+      if (rows.length < fetchSize) break;
+    }
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+/** COPY (query) TO STDOUT: the stream of its bytes, and release() to call once it ends or fails. */
+export async function copyOut(pool: Pool, copySql: string): Promise<{ stream: Readable; release: (err?: Error) => void }> {
+  const client = await pool.connect();
+  const stream = client.query(copyTo(copySql));
+  let released = false;
+  return {
+    stream,
+    release: (err) => {
+      if (released) return;
+      released = true;
+      client.release(err);
+    },
+  };
+}
+
+/** A pool's first connection with a short timeout, for preflight: true, or the error's message. */
+export async function probe(pool: Pool, timeoutMs = 5_000): Promise<true | string> {
+  try {
+    const client = await Promise.race([
+      pool.connect(),
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no connection within ${timeoutMs} ms`)), timeoutMs).unref()),
+    ]);
+    try {
+      await client.query('SELECT 1');
+    } finally {
+      client.release();
+    }
+    return true;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
