@@ -1,0 +1,231 @@
+// 0.2 scope and 0.3 backfill: every completed experiment's training history, read from the MLflow
+// store in one ordered pass per batch (a server-side cursor, constant memory per run) and written
+// to the app table in set-based batched UPDATEs. The seed's backfill made ~50 REST calls per run;
+// this makes one query per batch and one UPDATE per FLUSH_EVERY runs.
+import type { Databases } from '../adapters/postgres';
+import { forEachRowChunk, type Row } from '../adapters/postgres-streams';
+import type { Target } from '../config';
+import { HISTOGRAM_KEY_LIKE } from '../history/categorise';
+import { RunHistoryBuilder } from '../history/builder';
+import type { PlannedAction, StepContext, StepResult } from '../types';
+import { appPool, appResource, completedWithRun, mlflowPool, mlflowResource } from './app-table';
+import { heartbeat, lastHeartbeat, type BackfillProgress } from './heartbeat';
+import { defineStep } from './step';
+
+/** Runs per UPDATE: big enough to amortise the round trip, small enough to keep memory flat. */
+const FLUSH_EVERY = 50;
+/** Rows per FETCH from the store's cursor. */
+const FETCH_SIZE = 5_000;
+
+export interface BackfillBatch {
+  index: number;
+  runs: number;
+  /** Inclusive run-id range (C collation) of this batch. */
+  fromRunId: string;
+  toRunId: string;
+}
+
+export interface BackfillOutcome {
+  runs: number;
+  points: number;
+  /** Run ids the app names but the store does not hold (nothing written for them). */
+  missing: string[];
+  cursor?: string;
+}
+
+export interface ScopeCounts {
+  completed: number;
+  withRunId: number;
+  cached: number;
+  toDo: number;
+}
+
+export async function countScope(databases: Databases, target: Target): Promise<ScopeCounts> {
+  const t = target.appTable;
+  const { rows } = await appPool(databases, target).query(
+    `SELECT count(*) FILTER (WHERE ${t.status} = $1)::int AS completed,
+            count(*) FILTER (WHERE ${completedWithRun(t)})::int AS with_run_id,
+            count(*) FILTER (WHERE ${t.status} = $1 AND ${t.history} IS NOT NULL)::int AS cached,
+            count(*) FILTER (WHERE ${completedWithRun(t)} AND ${t.history} IS NULL)::int AS to_do
+       FROM ${t.table}`,
+    [t.completedStatus],
+  );
+  const r = rows[0];
+  return { completed: r.completed, withRunId: r.with_run_id, cached: r.cached, toDo: r.to_do };
+}
+
+/** Batches of target.data.batchSize distinct run ids, as run-id ranges so the list stays small. */
+export async function planBatches(databases: Databases, target: Target, force: boolean): Promise<BackfillBatch[]> {
+  const t = target.appTable;
+  const { rows } = await appPool(databases, target).query(
+    `WITH ids AS (SELECT DISTINCT ${t.runId} COLLATE "C" AS run_id FROM ${t.table} WHERE ${completedWithRun(t)} AND ($2 OR ${t.history} IS NULL)),
+          numbered AS (SELECT run_id, (row_number() OVER (ORDER BY run_id) - 1) / $3 AS idx FROM ids)
+     SELECT idx::int AS index, count(*)::int AS runs, min(run_id) AS from_run_id, max(run_id) AS to_run_id
+       FROM numbered GROUP BY idx ORDER BY idx`,
+    [t.completedStatus, force, target.data.batchSize],
+  );
+  return rows.map((r) => ({ index: r.index, runs: r.runs, fromRunId: r.from_run_id, toRunId: r.to_run_id }));
+}
+
+function batchActions(target: Target, batches: BackfillBatch[]): PlannedAction[] {
+  return batches.flatMap((b) => [
+    {
+      call: 'postgres.select',
+      resource: mlflowResource(target, 'metrics,params,tags,runs'),
+      description: `batch ${b.index + 1}: read ${b.runs} runs (${b.fromRunId}…${b.toRunId}) in one ordered pass`,
+    },
+    {
+      call: 'postgres.update',
+      resource: appResource(target, target.appTable.history),
+      description: `batch ${b.index + 1}: write ${b.runs} runs' training_history_json in UPDATEs of ${FLUSH_EVERY}`,
+    },
+  ]);
+}
+
+/**
+ * The backfill itself: run ids in [from, to] whose cache is empty (every one with force), after
+ * `resumeAfter`. Heartbeats { runsDone, runsTotal, points, cursor } after each UPDATE.
+ */
+export async function backfillRange(
+  databases: Databases,
+  target: Target,
+  opts: { from?: string; to?: string; force: boolean; histograms: boolean; resumeAfter?: string; onlyRunIds?: string[] },
+): Promise<BackfillOutcome> {
+  const t = target.appTable;
+  const app = appPool(databases, target);
+  const { rows: idRows } = await app.query(
+    `SELECT DISTINCT ${t.runId} COLLATE "C" AS run_id FROM ${t.table}
+      WHERE ${completedWithRun(t)} AND ($2 OR ${t.history} IS NULL)
+        AND ($3::text IS NULL OR ${t.runId} COLLATE "C" >= $3) AND ($4::text IS NULL OR ${t.runId} COLLATE "C" <= $4)
+        AND ($5::text IS NULL OR ${t.runId} COLLATE "C" > $5)
+        AND ($6::text[] IS NULL OR ${t.runId} = ANY($6))
+      ORDER BY 1`,
+    [t.completedStatus, opts.force, opts.from ?? null, opts.to ?? null, opts.resumeAfter ?? null, opts.onlyRunIds ?? null],
+  );
+  const runIds: string[] = idRows.map((r) => r.run_id);
+  const outcome: BackfillOutcome = { runs: 0, points: 0, missing: [], cursor: opts.resumeAfter };
+  if (!runIds.length) return outcome;
+
+  const seen = new Set<string>();
+  let pending: Array<{ runId: string; json: string }> = [];
+  const flush = async () => {
+    if (!pending.length) return;
+    await app.query(
+      `UPDATE ${t.table} AS a SET ${t.history} = v.h
+         FROM (SELECT unnest($2::text[]) AS run_id, unnest($3::jsonb[]) AS h) AS v
+        WHERE a.${t.runId} = v.run_id AND a.${t.status} = $1 AND ($4 OR a.${t.history} IS NULL)`,
+      [t.completedStatus, pending.map((p) => p.runId), pending.map((p) => p.json), opts.force],
+    );
+    outcome.runs += pending.length;
+    outcome.cursor = pending[pending.length - 1].runId;
+    pending = [];
+    heartbeat({ runsDone: outcome.runs, runsTotal: runIds.length, points: outcome.points, cursor: outcome.cursor } satisfies BackfillProgress);
+  };
+
+  let builder: RunHistoryBuilder | undefined;
+  const finish = async () => {
+    if (!builder) return;
+    const { history, points } = builder.build();
+    outcome.points += points;
+    pending.push({ runId: builder.runUuid, json: JSON.stringify(history) });
+    builder = undefined;
+    if (pending.length >= FLUSH_EVERY) await flush();
+  };
+
+  const histogramFilter = opts.histograms ? '' : `AND NOT (${HISTOGRAM_KEY_LIKE.map((p) => `key LIKE '${p}'`).join(' OR ')})`;
+  // One ordered pass: the run's row, its params, tags, then its metrics by key, step, timestamp,
+  // value, is_nan, so the last row of a (key, step) is the one that wins.
+  const sql = `
+    SELECT run_uuid COLLATE "C" AS run_uuid, 0 AS kind, NULL::text AS key, NULL::bigint AS step, NULL::bigint AS ts, NULL::float8 AS value, NULL::boolean AS is_nan, NULL::text AS text, end_time, start_time
+      FROM runs WHERE run_uuid = ANY($1)
+    UNION ALL SELECT run_uuid, 1, key, NULL, NULL, NULL, NULL, value, NULL, NULL FROM params WHERE run_uuid = ANY($1)
+    UNION ALL SELECT run_uuid, 2, key, NULL, NULL, NULL, NULL, value, NULL, NULL FROM tags WHERE run_uuid = ANY($1)
+    UNION ALL SELECT run_uuid, 3, key, step, timestamp, value, is_nan, NULL, NULL, NULL FROM metrics WHERE run_uuid = ANY($1) ${histogramFilter}
+    ORDER BY 1, 2, 3, 4, 5, 6, 7`;
+  await forEachRowChunk(mlflowPool(databases, target), sql, [runIds], FETCH_SIZE, async (rows: Row[]) => {
+    for (const r of rows) {
+      if (builder?.runUuid !== r.run_uuid) {
+        await finish();
+        builder = new RunHistoryBuilder(r.run_uuid, { histograms: opts.histograms });
+        seen.add(r.run_uuid);
+      }
+      switch (r.kind) {
+        case 0:
+          builder.setTimes(r.end_time === null ? null : Number(r.end_time), r.start_time === null ? null : Number(r.start_time));
+          break;
+        case 1:
+          builder.param(r.key, r.text);
+          break;
+        case 2:
+          builder.tag(r.key, r.text ?? '');
+          break;
+        default:
+          builder.metric(r.key, Number(r.step), Number(r.value), r.is_nan);
+      }
+    }
+  });
+  await finish();
+  await flush();
+  outcome.missing = runIds.filter((id) => !seen.has(id));
+  return outcome;
+}
+
+export function createBackfillActivities(databases: Databases) {
+  return {
+    // 0.2
+    assessScope: defineStep({
+      async plan(ctx) {
+        const c = await countScope(databases, ctx.target);
+        return [{ call: 'postgres.select', resource: appResource(ctx.target), description: `count the cache scope (now: ${describeScope(c)})` }];
+      },
+      async run(ctx): Promise<StepResult> {
+        const c = await countScope(databases, ctx.target);
+        return {
+          summary: describeScope(c),
+          actions: [{ call: 'postgres.select', resource: appResource(ctx.target), description: 'count the cache scope' }],
+          facts: { ...c },
+        };
+      },
+    }),
+
+    // 0.3, first half: the workflow spreads these batches over workers.
+    planBackfill: defineStep({
+      async plan(ctx) {
+        return batchActions(ctx.target, await planBatches(databases, ctx.target, ctx.force));
+      },
+      async run(ctx): Promise<StepResult> {
+        const batches = await planBatches(databases, ctx.target, ctx.force);
+        const runs = batches.reduce((n, b) => n + b.runs, 0);
+        return {
+          summary: `${runs} runs to backfill in ${batches.length} batch(es) of up to ${ctx.target.data.batchSize}${ctx.force ? ' (force: rewriting cached runs too)' : ''}`,
+          actions: batchActions(ctx.target, batches),
+          facts: { batches, runs },
+        };
+      },
+    }),
+
+    // 0.3, one batch. A retry resumes after the run id of its last heartbeat.
+    async backfillBatch(ctx: StepContext, batch: BackfillBatch): Promise<StepResult> {
+      const actions = batchActions(ctx.target, [batch]);
+      if (ctx.dryRun) return { summary: `would backfill ${batch.runs} runs`, actions };
+      const resumeAfter = lastHeartbeat<BackfillProgress>()?.cursor;
+      const out = await backfillRange(databases, ctx.target, {
+        from: batch.fromRunId,
+        to: batch.toRunId,
+        force: ctx.force,
+        histograms: ctx.target.data.histograms === 'include',
+        resumeAfter,
+      });
+      const missing = out.missing.length ? `; ${out.missing.length} run id(s) not in the MLflow store: ${out.missing.slice(0, 5).join(', ')}` : '';
+      return {
+        summary: `batch ${batch.index + 1}: ${out.runs} runs, ${out.points} points${resumeAfter ? ` (resumed after ${resumeAfter})` : ''}${missing}`,
+        actions,
+        facts: { runs: out.runs, points: out.points, missing: out.missing.slice(0, 20), missingCount: out.missing.length },
+      };
+    },
+  };
+}
+
+function describeScope(c: ScopeCounts): string {
+  return `${c.completed} completed, ${c.withRunId} with an MLflow run id, ${c.cached} already cached, ${c.toDo} to backfill`;
+}
