@@ -149,18 +149,19 @@ export async function backfillRange(
         builder = new RunHistoryBuilder(r.run_uuid, { histograms: opts.histograms });
         seen.add(r.run_uuid);
       }
+      const b = builder!;
       switch (r.kind) {
         case 0:
-          builder.setTimes(r.end_time === null ? null : Number(r.end_time), r.start_time === null ? null : Number(r.start_time));
+          b.setTimes(r.end_time === null ? null : Number(r.end_time), r.start_time === null ? null : Number(r.start_time));
           break;
         case 1:
-          builder.param(r.key, r.text);
+          b.param(r.key, r.text);
           break;
         case 2:
-          builder.tag(r.key, r.text ?? '');
+          b.tag(r.key, r.text ?? '');
           break;
         default:
-          builder.metric(r.key, Number(r.step), Number(r.value), r.is_nan);
+          b.metric(r.key, Number(r.step), Number(r.value), r.is_nan);
       }
     }
   });

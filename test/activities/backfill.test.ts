@@ -2,6 +2,7 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBackfillActivities, type BackfillBatch } from '../../src/activities/backfill';
 import { trainingMetricsSchema } from '../../src/history/schema';
+import type { StepResult } from '../../src/types';
 import { createDataWorld, type DataWorld } from '../fixtures/mlflow-store';
 
 async function histories(w: DataWorld): Promise<Map<string, string | null>> {
@@ -89,7 +90,7 @@ describe('backfill (0.2, 0.3)', () => {
     const beats: any[] = [];
     env.on('heartbeat', (d) => beats.push(d));
     const batch: BackfillBatch = { index: 0, runs: 30, fromRunId: sorted[0], toRunId: sorted[29] };
-    const res = await env.run(acts.backfillBatch, w.ctx(), batch);
+    const res = (await env.run(acts.backfillBatch, w.ctx(), batch)) as StepResult;
     expect(res.facts!.runs).toBe(25);
     expect(res.summary).toContain(`resumed after ${sorted[4]}`);
     const h = await histories(w);
