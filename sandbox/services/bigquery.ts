@@ -4,7 +4,7 @@
 // billing-export rows with the query's named parameters.
 import { badRequest, notFound, type SandboxCore, type ServiceModule } from '../server';
 
-/** The first line of the query src/activities/billing.ts sends; the sandbox evaluates only that query. */
+/** The first line of the query src/activities/billing.ts sends (its BILLING_QUERY_MARKER); the sandbox evaluates only that query. */
 export const BILLING_QUERY_MARKER = '-- mlflow-decommission:billing-since-deletion';
 
 export interface BillingRow {
