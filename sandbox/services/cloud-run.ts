@@ -2,7 +2,11 @@
 // services get/list/create/patch/delete, each mutation a google.longrunning.Operation that is
 // done after core.operationDelayMs, polled through GET /v2/projects/*/locations/*/operations/*.
 import { randomUUID } from 'node:crypto';
+import { withEnumNames } from './enum-names';
 import { conflict, isDue, notFound, type Route, type SandboxCore, type ServiceModule } from '../server';
+
+/** A Service from a request body, enums as names (the client sends numbers). */
+const serviceBody = (req: { json(): unknown }): Record<string, any> => withEnumNames('@google-cloud/run', 'google.cloud.run.v2.Service', req.json());
 
 const SERVICE_TYPE = 'type.googleapis.com/google.cloud.run.v2.Service';
 
@@ -188,7 +192,7 @@ export const cloudRunService: ServiceModule = (core) => {
         if (!id) throw notFound('serviceId');
         const name = `${req.params[0]}/services/${id}`;
         if (st().services[name]) throw conflict(`Resource '${id}'`);
-        const service = { ...materialise(name, req.json(), undefined), reconciling: true };
+        const service = { ...materialise(name, serviceBody(req), undefined), reconciling: true };
         st().services[name] = service;
         return { json: startOperation(req.params[0], 'create', name, service) };
       },
@@ -201,7 +205,7 @@ export const cloudRunService: ServiceModule = (core) => {
         const name = req.params[0];
         const previous = st().services[name];
         if (!previous) throw notFound(`Resource '${name}'`);
-        const body = req.json<Record<string, any>>();
+        const body = serviceBody(req);
         const mask = req.query.get('updateMask') ?? req.query.get('update_mask');
         // Without a mask the body replaces the spec; with one, only the named top-level fields change.
         const spec = mask ? { ...previous, ...Object.fromEntries(mask.split(',').map((f) => [f.split('.')[0], body[f.split('.')[0]]])) } : body;

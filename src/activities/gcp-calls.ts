@@ -54,11 +54,18 @@ export function plain<T = Record<string, any>>(message: unknown): T {
   return prune(JSON.parse(JSON.stringify(message ?? null))) as T;
 }
 
+/** Maps whose empty values are real values (a label may be empty). */
+const MAPS = new Set(['labels', 'annotations', 'userLabels']);
+
 function prune(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(prune);
   if (v && typeof v === 'object') {
     const out: Record<string, unknown> = {};
     for (const [k, x] of Object.entries(v)) {
+      if (MAPS.has(k) && x && typeof x === 'object' && Object.keys(x).length) {
+        out[k] = { ...x };
+        continue;
+      }
       const p = prune(x);
       if (p === null || p === undefined || p === '' || p === false || p === 0) continue;
       if (typeof p === 'string' && p.endsWith('_UNSPECIFIED')) continue;
