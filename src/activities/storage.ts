@@ -146,10 +146,13 @@ export function createStorageActivities(deps: CloudDeps): CloudKind<ReturnType<t
         }
         const bucket = storage.bucket(name);
         const versions = await listVersions(bucket);
-        // A retry after a partial delete keeps the first snapshot: it is the only complete listing.
-        if (!(await deps.objects.stat(snapshot))) {
-          await saveSnapshot(deps.objects, snapshot, { takenAt: new Date().toISOString(), bucket: meta, objects: versions } satisfies BucketSnapshot);
-        }
+        // A retry after a partial delete sees only what is left: merge with the earlier listing so the
+        // snapshot still names every version this step deleted.
+        const earlier = await deps.objects.read(snapshot);
+        const known = earlier ? (JSON.parse(earlier.toString('utf8')) as BucketSnapshot).objects : [];
+        const listed = new Set(versions.map((v) => `${v.name}#${v.generation}`));
+        const objects = [...versions, ...known.filter((v) => !listed.has(`${v.name}#${v.generation}`))];
+        await saveSnapshot(deps.objects, snapshot, { takenAt: new Date().toISOString(), bucket: meta, objects } satisfies BucketSnapshot);
         let deleted = 0;
         for (const v of versions) {
           try {
@@ -168,13 +171,13 @@ export function createStorageActivities(deps: CloudDeps): CloudKind<ReturnType<t
         }
         const deletedAt = new Date().toISOString();
         return {
-          summary: `deleted gs://${name} and its ${versions.length} object version(s); restorable for ${Math.round(retention / 86_400)} day(s); listing saved at ${snapshot}`,
+          summary: `deleted gs://${name} and its ${objects.length} object version(s); restorable for ${Math.round(retention / 86_400)} day(s); listing saved at ${snapshot}`,
           actions: [
             { call: 'storage.objects.insert', resource: snapshot, description: 'saved the bucket metadata and object listing' },
             { call: 'storage.objects.delete', resource: `gs://${name}/**`, description: `deleted ${versions.length} object version(s)`, destructive: true },
             { call: 'storage.buckets.delete', resource: `gs://${name}`, description: 'deleted the bucket', destructive: true },
           ],
-          facts: { bucket: name, snapshot, objectVersions: versions.length, deletedAt },
+          facts: { bucket: name, snapshot, objectVersions: objects.length, deletedAt },
         };
       },
     });
