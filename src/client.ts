@@ -1,11 +1,11 @@
 // Client helpers for the CLI, the demo and scripts: start a migration the one right way and
 // send the operator's commands as updates, so a refused request is heard at once.
-import { WorkflowExecutionAlreadyStartedError, WorkflowUpdateFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
+import { WorkflowExecutionAlreadyStartedError, WorkflowUpdateFailedError, type Client, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { describeIssues, migrationInputSchema, workflowIdFor, type MigrationInput } from './config';
 import * as msg from './workflows/messages';
 import type { MigrationResult, MigrationStatus } from './workflows/messages';
 import type { mlflowDecommission } from './workflows';
-import type { UpdateDefinition } from '@temporalio/workflow';
+import type { UpdateDefinition } from '@temporalio/common';
 
 export const TASK_QUEUE = 'mlflow-decommission';
 
@@ -22,7 +22,7 @@ export async function startMigration(
   client: Client,
   input: MigrationInput,
   opts: { taskQueue?: string; workflowId?: string } = {},
-): Promise<WorkflowHandle<typeof mlflowDecommission>> {
+): Promise<WorkflowHandleWithFirstExecutionRunId<typeof mlflowDecommission>> {
   const parsed = migrationInputSchema.safeParse(input);
   if (!parsed.success) throw new MigrationInputError(`invalid input: ${describeIssues(parsed.error)}`);
   const { target, dryRun } = parsed.data;

@@ -15,8 +15,8 @@ import {
   workflowInfo,
   type ActivityOptions,
   type SignalDefinition,
-  type UpdateDefinition,
 } from '@temporalio/workflow';
+import type { UpdateDefinition } from '@temporalio/common';
 import { msToNumber } from '@temporalio/common/lib/time';
 import { describeIssues, effectiveApprovals, migrationInputSchema, workflowIdFor, type MigrationInput, type ResolvedInput, type Target } from '../config';
 import { MIGRATION_PHASE, MIGRATION_STATE, MIGRATION_TARGET } from '../search-attributes';
@@ -27,16 +27,15 @@ import { GATES, PHASE_TITLES, STEPS, gateSpec, stepSpec, type ActivityName, type
 
 const RETRY = { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5 } as const;
 
+// A worker that dies mid-activity is noticed within the heartbeat timeout, and the activity runs
+// again elsewhere; every activity that can take longer than that heartbeats (polls, batches).
+const HEARTBEAT = '30 seconds';
+
 const OPTIONS: Record<'short' | 'long' | 'undo', ActivityOptions> = {
   // Rollback must not start while a step may still be acting: wait for cancellation to land.
-  short: { startToCloseTimeout: '15 minutes', retry: RETRY, cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED },
-  long: {
-    startToCloseTimeout: '6 hours',
-    heartbeatTimeout: '2 minutes',
-    retry: RETRY,
-    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-  },
-  undo: { startToCloseTimeout: '2 hours', heartbeatTimeout: '5 minutes', retry: { ...RETRY, maximumAttempts: 10 } },
+  short: { startToCloseTimeout: '15 minutes', heartbeatTimeout: HEARTBEAT, retry: RETRY, cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED },
+  long: { startToCloseTimeout: '6 hours', heartbeatTimeout: HEARTBEAT, retry: RETRY, cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED },
+  undo: { startToCloseTimeout: '2 hours', heartbeatTimeout: HEARTBEAT, retry: { ...RETRY, maximumAttempts: 10 } },
 };
 
 type StopKind = 'rollback' | 'abort' | 'reject';

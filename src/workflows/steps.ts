@@ -4,7 +4,7 @@ import type { createActivities } from '../activities';
 import type { GateId, PhaseId } from '../types';
 
 export type Activities = ReturnType<typeof createActivities>;
-export type ActivityName = keyof Activities;
+export type ActivityName = Extract<keyof Activities, string>;
 
 export interface StepSpec {
   id: string;

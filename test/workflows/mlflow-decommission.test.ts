@@ -10,6 +10,7 @@ import { devServerExecutable } from '../../dev/temporal';
 import { commands, MigrationInputError, startMigration } from '../../src/client';
 import type { MigrationInput } from '../../src/config';
 import { STEPS } from '../../src/workflows/steps';
+import { createMigrationActivities } from '../../src/activities/migration';
 import { demoTarget, fakeActivities } from '../support/fake-activities';
 import { startDevServer, waitForStatus, withWorker, workflowBundle } from '../support/temporal';
 
@@ -330,14 +331,13 @@ describe('mlflowDecommission', () => {
   it('an unknown target fails naming the targets the worker knows', async () => {
     const fakes = fakeActivities(demoTarget(), {
       loadTarget: async (name: string) => {
-        const { createMigrationActivities } = await import('../../src/activities/migration');
         return createMigrationActivities({ config: { targets: { demo: demoTarget() } }, objects: undefined as never, preflightChecks: [] }).loadTarget(name);
       },
     });
     await withWorker(env, fakes.activities, async (tq) => {
       const h = await start(tq, { target: 'prod', dryRun: true });
       const err = (await h.result().catch((e) => e)) as WorkflowFailedError;
-      expect(err.cause?.cause?.message ?? err.cause?.message).toMatch(/target: "prod" is not in the worker's config file \(known targets: demo\)/);
+      expect((err.cause?.cause as Error | undefined)?.message ?? err.cause?.message).toMatch(/target: "prod" is not in the worker's config file \(known targets: demo\)/);
     });
   });
 });

@@ -3,7 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startMigration } from '../../src/client';
+import { startMigration, type MigrationResult } from '../../src/client';
 import { defineStep } from '../../src/activities/step';
 import { demoTarget, fakeActivities } from '../support/fake-activities';
 import { startDevServer, withWorker, workflowBundle } from '../support/temporal';
@@ -55,7 +55,7 @@ describe('reset', () => {
         reason: 'test: reset to before 3.1',
         requestId: randomUUID(),
       });
-      const second = await env.client.workflow.getHandle(h.workflowId, runId!).result();
+      const second = (await env.client.workflow.getHandle(h.workflowId, runId!).result()) as MigrationResult;
       expect(second.outcome).toBe('completed');
       expect(cloud.effects).toEqual(['delete service', 'delete instance', 'delete trigger']);
       expect(second.status.steps.find((s) => s.id === '3.1')).toMatchObject({ state: 'done', summary: 'service gone' });
