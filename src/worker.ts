@@ -34,7 +34,7 @@ export async function ensureSearchAttributes(env: WorkerEnv): Promise<void> {
 export async function runWorker(env: WorkerEnv = readWorkerEnv()): Promise<void> {
   const config = loadConfigFile(env.MLFLOW_DECOMMISSION_CONFIG);
   await ensureSearchAttributes(env);
-  const deps = createDependencies(env);
+  const deps = createDependencies(env, config);
   const connection = await NativeConnection.connect(connectionOptions(env));
   try {
     const worker = await Worker.create({
