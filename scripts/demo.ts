@@ -1,0 +1,120 @@
+// npm run demo: a whole MLflow deployment on this machine, and the worker to decommission it.
+// Temporal dev server + Web UI, Postgres (DATABASE_URL or embedded), the GCP sandbox seeded
+// with the deployment, an MLflow store with realistic histories and the Django app table.
+//   --start          start the migration too
+//   --runs N         MLflow runs to seed (default 200)
+//   --fail-step 3.1  make that step's cloud call fail (403) until you clear the fault
+import { mkdirSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Connection, Client } from '@temporalio/client';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { freePort, startPostgres } from '../dev/postgres';
+import { createDeployment } from '../dev/deployment';
+import { devServerExecutable } from '../dev/temporal';
+import { demoFaults } from '../dev/demo-data';
+import { startMigration } from '../src/client';
+import { readWorkerEnv } from '../src/environment';
+import { SEARCH_ATTRIBUTES } from '../src/search-attributes';
+import { runWorker } from '../src/worker';
+
+const { values: args } = parseArgs({
+  options: {
+    start: { type: 'boolean', default: false },
+    runs: { type: 'string', default: '200' },
+    'fail-step': { type: 'string' },
+    port: { type: 'string', default: '7233' },
+    'ui-port': { type: 'string', default: '8233' },
+  },
+});
+
+const dir = resolve('.demo');
+const cleanups: Array<() => Promise<unknown>> = [];
+const say = (line = '') => console.log(line);
+
+async function main(): Promise<void> {
+  mkdirSync(dir, { recursive: true });
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+
+  say('Starting Temporal dev server with its Web UI …');
+  const port = await portOr(Number(args.port));
+  const uiPort = await portOr(Number(args['ui-port']));
+  const temporal = await TestWorkflowEnvironment.createLocal({
+    server: { executable: devServerExecutable(), ip: '127.0.0.1', port, ui: true, uiPort, searchAttributes: SEARCH_ATTRIBUTES },
+  });
+  cleanups.push(() => temporal.teardown());
+
+  say('Starting Postgres …');
+  const pg = await startPostgres();
+  cleanups.push(() => pg.stop());
+
+  say(`Starting the GCP sandbox and seeding MLflow (${args.runs} runs), the Django app table and the deployment …`);
+  // A fresh deployment every time (new databases, new sandbox state). Operations take a few
+  // seconds, as on GCP, so the UI shows steps polling with heartbeats.
+  rmSync(join(dir, 'deployment'), { recursive: true, force: true });
+  const deployment = await createDeployment({ adminUrl: pg.adminUrl, name: 'demo', dir: join(dir, 'deployment'), runs: Number(args.runs), operationDelayMs: 3000 });
+  cleanups.push(() => deployment.close());
+  const sandbox = deployment.sandbox;
+  if (args['fail-step']) demoFaults(sandbox, args['fail-step'], deployment.target);
+  Object.assign(process.env, { TEMPORAL_ADDRESS: `127.0.0.1:${port}`, ...deployment.workerEnv });
+
+  const worker = runWorker(readWorkerEnv());
+  if (args.start) {
+    const client = new Client({ connection: await Connection.connect({ address: `127.0.0.1:${port}` }) });
+    await startMigration(client, { target: 'demo' });
+  }
+
+  const ui = `http://127.0.0.1:${uiPort}`;
+  say();
+  say('Ready.');
+  say(`  Temporal Web UI   ${ui}/namespaces/default/workflows`);
+  say(`  GCP sandbox       ${sandbox.url}/_sandbox/state`);
+  say();
+  say(args.start ? 'The migration is running: open it in the UI (mlflow-decommission-demo).' : 'Start a migration from the UI: Start Workflow, then');
+  if (!args.start) {
+    say('  Workflow ID   mlflow-decommission-demo');
+    say('  Task queue    mlflow-decommission');
+    say('  Workflow type mlflowDecommission');
+    say('  Input         {"target": "demo"}');
+  }
+  say();
+  say('Or from another terminal (same directory):');
+  say(`  export TEMPORAL_ADDRESS=127.0.0.1:${port}`);
+  say('  npx mlflow-decommission plan demo');
+  say('  npx mlflow-decommission start demo');
+  say('  npx mlflow-decommission status demo --watch');
+  say('  npx mlflow-decommission approve demo phase-0 --comment "spot-checked"');
+  if (args['fail-step']) {
+    say();
+    say(`Step ${args['fail-step']} will fail (injected 403). When it shows Blocked, clear the fault and retry:`);
+    say(`  curl -X DELETE ${sandbox.url}/_sandbox/faults`);
+    say(`  npx mlflow-decommission retry demo ${args['fail-step']}`);
+  }
+  say();
+  say('Ctrl-C stops everything.');
+  await worker;
+}
+
+async function portOr(preferred: number): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((done) => {
+    const srv = createServer();
+    srv.once('error', () => void freePort().then(done));
+    srv.listen(preferred, '127.0.0.1', () => srv.close(() => done(preferred)));
+  });
+}
+
+async function shutdown(code: number): Promise<never> {
+  for (const c of cleanups.reverse()) await c().catch(() => undefined);
+  process.exit(code);
+}
+
+// The worker stops itself on SIGINT/SIGTERM; then everything else goes, in reverse order.
+main().then(
+  () => shutdown(0),
+  (err) => {
+    console.error(err);
+    return shutdown(1);
+  },
+);
