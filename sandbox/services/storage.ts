@@ -522,7 +522,8 @@ export function seedBucket(
   opts: { name: string; project?: string; labels?: Record<string, string>; objects?: Record<string, string | Buffer>; softDeleteRetentionSeconds?: number; versioning?: boolean },
 ): void {
   const s = storageState(core);
-  const project = opts.project ?? 'demo-project';
+  // A sandbox serves one project in practice: without one named, a new bucket joins the others' project.
+  const project = opts.project ?? s.buckets[opts.name]?.meta.project ?? Object.values(s.buckets)[0]?.meta.project ?? 'demo-project';
   const bucket = s.buckets[opts.name] ?? newBucket(core, s, opts.name, project, { labels: opts.labels ?? {}, versioning: { enabled: opts.versioning ?? false } }, opts.softDeleteRetentionSeconds);
   s.buckets[opts.name] = bucket;
   for (const [name, body] of Object.entries(opts.objects ?? {})) {
