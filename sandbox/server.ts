@@ -60,6 +60,8 @@ export interface Fault {
   hang?: boolean;
   /** How many matching requests it affects; unlimited when absent. */
   times?: number;
+  /** Affects each matching request with this probability (chaos runs); always when absent. */
+  probability?: number;
 }
 
 export interface Call {
@@ -110,6 +112,8 @@ export class Sandbox implements SandboxCore {
   operationDelayMs: number;
   url = '';
   readonly calls: Call[] = [];
+  /** Requests a fault answered (status or hang), for chaos summaries. */
+  faultsInjected = 0;
   private faults: Fault[] = [];
   private routes: Route[] = [];
   private server?: Server;
@@ -184,9 +188,12 @@ export class Sandbox implements SandboxCore {
     };
     const errorReply = (code: number, status: string, message: string): Reply => ({ status: code, json: { error: { code, message, status, errors: [{ message, reason: status.toLowerCase() }] } } });
 
-    const fault = this.faults.find((f) => (f.times === undefined || f.times > 0) && new RegExp(f.match).test(`${method} ${path}`));
+    const fault = this.faults.find(
+      (f) => (f.times === undefined || f.times > 0) && new RegExp(f.match).test(`${method} ${path}`) && (f.probability === undefined || Math.random() < f.probability),
+    );
     if (fault) {
       if (fault.times !== undefined) fault.times--;
+      if (fault.hang || fault.status) this.faultsInjected++;
       if (fault.latencyMs) await new Promise((r) => setTimeout(r, fault.latencyMs));
       if (fault.hang) {
         this.pending.add(res);

@@ -1,10 +1,10 @@
 // What every cloud step shares: where snapshots go, the label guard, and polling a long
 // operation with heartbeats.
-import { Context } from '@temporalio/activity';
 import { ErrorType, fail } from '../errors';
 import type { ObjectStore } from '../ports';
 import type { CheckResult, StepContext } from '../types';
 import type { GcpClients } from '../adapters/gcp/clients';
+import { activityContext, heartbeat } from './heartbeat';
 
 export interface CloudDeps {
   gcp: GcpClients;
@@ -55,17 +55,7 @@ export function hasLabels(labels: Record<string, string> | null | undefined, ctx
   return Object.entries(ctx.target.labels).every(([k, v]) => labels?.[k] === v);
 }
 
-function inActivity(): Context | undefined {
-  try {
-    return Context.current();
-  } catch {
-    return undefined;
-  }
-}
-
-export function heartbeat(details?: unknown): void {
-  inActivity()?.heartbeat(details);
-}
+export { heartbeat };
 
 /** Polls `check` until it returns a value, heartbeating meanwhile; a cancelled activity stops polling. */
 export async function pollUntil<T>(what: string, check: () => Promise<T | undefined>, opts: { intervalMs?: number; timeoutMs?: number } = {}): Promise<T> {
@@ -76,7 +66,7 @@ export async function pollUntil<T>(what: string, check: () => Promise<T | undefi
     if (done !== undefined) return done;
     if (Date.now() > deadline) throw new Error(`${what}: still not done after ${Math.round((opts.timeoutMs ?? 0) / 60_000)} min; the activity retries and polls again`);
     heartbeat({ waitingFor: what });
-    const ctx = inActivity();
+    const ctx = activityContext();
     if (ctx) await ctx.sleep(interval);
     else await new Promise((r) => setTimeout(r, interval));
   }

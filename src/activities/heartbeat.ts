@@ -1,4 +1,4 @@
-// Heartbeats from data activities, which tests and scripts also call outside a worker:
+// Heartbeats from activities, which tests and scripts also call outside a worker:
 // Context.current() throws there, so progress is simply not reported.
 import { Context } from '@temporalio/activity';
 
@@ -10,7 +10,8 @@ export interface BackfillProgress {
   cursor?: string;
 }
 
-function current(): Context | undefined {
+/** The running activity's context, or undefined outside one. */
+export function activityContext(): Context | undefined {
   try {
     return Context.current();
   } catch {
@@ -19,10 +20,10 @@ function current(): Context | undefined {
 }
 
 export function heartbeat(details: unknown): void {
-  current()?.heartbeat(details);
+  activityContext()?.heartbeat(details);
 }
 
 /** Details of the previous attempt's last heartbeat, when this is a retry. */
 export function lastHeartbeat<T>(): T | undefined {
-  return current()?.info.heartbeatDetails as T | undefined;
+  return activityContext()?.info.heartbeatDetails as T | undefined;
 }
