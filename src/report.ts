@@ -10,7 +10,7 @@ export interface CompletionRecord {
   startedAt?: string;
   finishedAt?: string;
   migrated: { runs?: unknown; points?: unknown; verified?: unknown };
-  deleted: Array<{ step: string; title: string; summary?: string }>;
+  deleted: Array<{ step: string; title: string; summary?: string; snapshot?: unknown }>;
   backups: Record<string, unknown>;
   approvals: Array<{ gate: string; by: string; at: string; comment?: string }>;
   problems: string[];
@@ -26,7 +26,7 @@ export function renderReport(status: MigrationStatus, target?: Pick<Target, 'bil
     startedAt: status.events[0]?.at,
     finishedAt: status.events.at(-1)?.at,
     migrated: { runs: fact('0.3').runs, points: fact('0.3').points, verified: fact('0.5') },
-    deleted: status.steps.filter((s) => s.destructive && s.state === 'done').map((s) => ({ step: s.id, title: s.title, summary: s.summary })),
+    deleted: status.steps.filter((s) => s.destructive && s.state === 'done').map((s) => ({ step: s.id, title: s.title, summary: s.summary, snapshot: fact(s.id).snapshot })),
     backups: { backup: fact('0.1'), rawExport: fact('0.6') },
     approvals: status.gates.filter((g) => g.approval).map((g) => ({ gate: g.id, by: g.approval!.by, at: g.approval!.at, comment: g.approval!.comment })),
     problems: status.events.filter((e) => /Blocked|failed|ignored|retry|skip/.test(e.message)).map((e) => `${e.at} ${e.message}`),
@@ -43,14 +43,15 @@ export function renderReport(status: MigrationStatus, target?: Pick<Target, 'bil
     `| Finished | ${json.finishedAt ?? '—'} |`,
     `| Runs migrated | ${json.migrated.runs ?? '—'} |`,
     `| Points migrated | ${json.migrated.points ?? '—'} |`,
+    `| Runs verified point for point | ${(json.migrated.verified as { runsVerified?: number } | undefined)?.runsVerified ?? '—'} |`,
     `| Monthly savings (estimate) | ${json.estimatedMonthlySavingsUsd === undefined ? '—' : `$${json.estimatedMonthlySavingsUsd}`} |`,
     '',
     '## Resources deleted',
-    ...(json.deleted.length ? json.deleted.map((d) => `- ${d.step} ${d.title}: ${d.summary ?? ''}`) : ['- none']),
+    ...(json.deleted.length ? json.deleted.map((d) => `- ${d.step} ${d.title}: ${d.summary ?? ''}${d.snapshot ? ` (snapshot: ${String(d.snapshot)})` : ''}`) : ['- none']),
     '',
     '## Backups',
-    `- SQL export and backup: ${JSON.stringify(json.backups.backup)}`,
-    `- Raw table export: ${JSON.stringify(json.backups.rawExport)}`,
+    `- SQL export: ${String(fact('0.1').exportUri ?? '—')} (${String(fact('0.1').exportBytes ?? '?')} bytes); Cloud SQL backup run ${String(fact('0.1').backupRunId ?? '—')}`,
+    `- Raw table export: ${String(fact('0.6').manifest ?? '—')} (${String(fact('0.6').tables ?? '?')} tables, ${String(fact('0.6').rows ?? '?')} rows)`,
     '',
     '## Approvals',
     ...(json.approvals.length ? json.approvals.map((a) => `- ${a.gate}: ${a.by} at ${a.at}${a.comment ? ` — ${a.comment}` : ''}`) : ['- none']),
