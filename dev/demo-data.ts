@@ -101,6 +101,8 @@ export interface SeedDemoOptions {
   /** MLflow runs, one completed QuickTest each (default 200). */
   runs?: number;
   epochs?: number;
+  /** Runs per backfill batch (the config's data.batchSize). */
+  batchSize?: number;
 }
 
 const CUTOVER = '2024-06-01T00:00:00Z';
@@ -110,7 +112,7 @@ const TRAINING_BUCKET = 'demo-training-artifacts';
 export async function seedDemo(opts: SeedDemoOptions): Promise<{ target: TargetInput }> {
   const target = demoTargetConfig({
     appTable: { finishedAt: 'finished_at' },
-    data: { cutoverDate: CUTOVER, referenceTables: [{ table: 'model_metadata', column: 'mlflow_run_id' }] },
+    data: { cutoverDate: CUTOVER, referenceTables: [{ table: 'model_metadata', column: 'mlflow_run_id' }], ...(opts.batchSize ? { batchSize: opts.batchSize } : {}) },
   });
   const appTable = targetSchema.shape.appTable.parse(target.appTable);
   const mlflow = new pg.Client({ connectionString: opts.mlflowUrl });

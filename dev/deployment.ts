@@ -26,13 +26,14 @@ export async function createDeployment(opts: {
   dir: string;
   runs?: number;
   epochs?: number;
+  batchSize?: number;
   operationDelayMs?: number;
 }): Promise<Deployment> {
   mkdirSync(opts.dir, { recursive: true });
   const mlflowUrl = await createDatabase(opts.adminUrl, `${opts.name}_mlflow`);
   const appUrl = await createDatabase(opts.adminUrl, `${opts.name}_app`);
   const sandbox = await startSandbox({ stateFile: join(opts.dir, 'sandbox-state.json'), operationDelayMs: opts.operationDelayMs });
-  const { target } = await seedDemo({ mlflowUrl, appUrl, sandbox, runs: opts.runs, epochs: opts.epochs });
+  const { target } = await seedDemo({ mlflowUrl, appUrl, sandbox, runs: opts.runs, epochs: opts.epochs, batchSize: opts.batchSize });
   const configPath = join(opts.dir, 'mlflow-decommission.config.json');
   writeFileSync(configPath, JSON.stringify({ targets: { [opts.name]: target } }, null, 2));
   return {
