@@ -99,8 +99,10 @@ export function createStorageActivities(deps: CloudDeps): CloudKind<ReturnType<t
       if (artifacts && ctx.target.buckets.deleteArtifacts && (await getBucket(artifacts))) left.add(`gs://${artifacts}`);
       const [buckets] = await gcpCall(`listing buckets in ${ctx.target.gcp.project}`, ROLE, () => storage.getBuckets({ project: ctx.target.gcp.project, autoPaginate: true }));
       for (const b of buckets) {
-        // The backup bucket holds the snapshots and exports: it outlives the migration by design.
-        if (b.name !== ctx.target.buckets.backup && hasLabels(b.metadata.labels as Record<string, string> | undefined, ctx)) left.add(`gs://${b.name}`);
+        // The backup bucket holds the snapshots and exports: it outlives the migration by design. So does
+        // an artifacts bucket the config chose to keep (deleteArtifacts false).
+        const kept = b.name === ctx.target.buckets.backup || (b.name === artifacts && !ctx.target.buckets.deleteArtifacts);
+        if (!kept && hasLabels(b.metadata.labels as Record<string, string> | undefined, ctx)) left.add(`gs://${b.name}`);
       }
       return [...left];
     },
