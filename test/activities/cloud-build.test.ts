@@ -5,9 +5,9 @@ import { seedBucket } from '../../sandbox/services/storage';
 import { createCloudBuildActivities } from '../../src/activities/cloud-build';
 import type { GateId, StepContext } from '../../src/types';
 import { demoTarget } from '../support/fake-activities';
-import { useSandboxWith } from '../support/sandbox-with';
+import { useSandbox } from '../support/cloud';
 
-const cloud = useSandboxWith([cloudBuildService]);
+const cloud = useSandbox();
 const target = demoTarget();
 
 let run = 0;

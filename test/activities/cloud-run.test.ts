@@ -5,9 +5,9 @@ import { seedBucket } from '../../sandbox/services/storage';
 import { createCloudRunActivities } from '../../src/activities/cloud-run';
 import type { GateId, StepContext } from '../../src/types';
 import { demoTarget } from '../support/fake-activities';
-import { useSandboxWith } from '../support/sandbox-with';
+import { useSandbox } from '../support/cloud';
 
-const cloud = useSandboxWith([cloudRunService]);
+const cloud = useSandbox();
 const target = demoTarget();
 const parent = 'projects/demo-project/locations/europe-central2';
 const mlflowName = `${parent}/services/mlflow-server`;

@@ -6,9 +6,9 @@ import { seedBucket } from '../../sandbox/services/storage';
 import { createCloudSqlActivities } from '../../src/activities/cloud-sql';
 import type { GateId, StepContext } from '../../src/types';
 import { demoTarget } from '../support/fake-activities';
-import { useSandboxWith } from '../support/sandbox-with';
+import { useSandbox } from '../support/cloud';
 
-const cloud = useSandboxWith([cloudSqlService]);
+const cloud = useSandbox();
 const target = demoTarget();
 const instance = 'projects/demo-project/instances/mlflow-db';
 

@@ -5,9 +5,9 @@ import { seedBucket } from '../../sandbox/services/storage';
 import { createIamActivities } from '../../src/activities/iam';
 import type { GateId, StepContext } from '../../src/types';
 import { demoTarget } from '../support/fake-activities';
-import { useSandboxWith } from '../support/sandbox-with';
+import { useSandbox } from '../support/cloud';
 
-const cloud = useSandboxWith([iamService]);
+const cloud = useSandbox();
 const target = demoTarget();
 const email = target.serviceAccount;
 
