@@ -8,6 +8,7 @@ import { ErrorType, fail } from '../errors';
 import type { CheckResult, PlannedAction, StepContext } from '../types';
 import { assertLabels, hasLabels, migrationUri, pollUntil, readSnapshot, saveSnapshot, snapshotUri, type CloudDeps, type CloudKind } from './cloud-common';
 import { describe, gcpCall, gcpGet, plain } from './gcp-calls';
+import { activityContext } from './heartbeat';
 import { defineCheck, defineStep } from './step';
 
 const ROLE = 'roles/cloudsql.admin';
@@ -23,8 +24,15 @@ interface SqlOperation {
 }
 
 export interface CloudSqlOptions {
-  /** Operation polling interval; Cloud SQL operations take minutes, tests use milliseconds. */
+  /** A fixed operation polling interval (tests); by default polling backs off from 250 ms to 10 s. */
   pollIntervalMs?: number;
+}
+
+/** Sleeps; in an activity, a cancellation ends the sleep. */
+async function sleep(ms: number): Promise<void> {
+  const ctx = activityContext();
+  if (ctx) await ctx.sleep(ms);
+  else await new Promise((r) => setTimeout(r, ms));
 }
 
 export function exportUriFor(ctx: StepContext): string {
@@ -47,13 +55,18 @@ export function createCloudSqlActivities(deps: CloudDeps, opts: CloudSqlOptions 
   const runOperation = async (ctx: StepContext, what: string, start: () => Promise<unknown>, onError: (message: string) => never): Promise<SqlOperation> => {
     const [started] = (await gcpCall(what, ROLE, start)) as [SqlOperation];
     const name = started.name!;
+    // Cloud SQL operations take seconds (patch) to many minutes (export): poll soon, then back off.
+    let interval = opts.pollIntervalMs ?? 250;
     const done = await pollUntil(
       what,
       async () => {
         const [op] = (await gcpCall(`polling ${what}`, ROLE, () => sqlOperations.get({ project: project(ctx), operation: name }))) as unknown as [SqlOperation];
-        return op.status === 'DONE' ? op : undefined;
+        if (op.status === 'DONE') return op;
+        if (!opts.pollIntervalMs) interval = Math.min(interval * 2, 10_000);
+        await sleep(interval);
+        return undefined;
       },
-      { intervalMs: opts.pollIntervalMs ?? 5_000 },
+      { intervalMs: 0 },
     );
     const errors = done.error?.errors ?? [];
     if (errors.length) onError(`operation ${name} failed: ${errors.map((e) => `${e.code}: ${e.message}`).join('; ')}`);
