@@ -284,6 +284,16 @@ export const storageService: ServiceModule = (core) => {
       },
     },
     {
+      // testIamPermissions: everything asked for, minus what a test denied (state.deniedPermissions).
+      method: 'GET',
+      path: /^\/storage\/v1\/b\/([^/]+)\/iam\/testPermissions$/,
+      handle: (req) => {
+        bucketOf(st(), req.params[0]);
+        const denied: string[] = core.state.deniedPermissions ?? [];
+        return { json: { kind: 'storage#testIamPermissionsResponse', permissions: req.query.getAll('permissions').filter((p) => !denied.includes(p)) } };
+      },
+    },
+    {
       method: 'GET',
       path: /^\/storage\/v1\/b\/([^/]+)$/,
       handle: (req) => {

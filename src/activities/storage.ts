@@ -5,11 +5,13 @@
 import type { Bucket } from '@google-cloud/storage';
 import { ErrorType, fail } from '../errors';
 import type { CheckResult, PlannedAction, StepContext } from '../types';
-import { assertLabels, hasLabels, heartbeat, migrationUri, saveSnapshot, snapshotUri, type CloudDeps, type CloudKind } from './cloud-common';
+import { assertLabels, hasLabels, heartbeat, saveSnapshot, snapshotUri, type CloudDeps, type CloudKind } from './cloud-common';
 import { describe, gcpCall, gcpGet, isNotFound } from './gcp-calls';
 import { defineStep } from './step';
 
 const ROLE = 'roles/storage.admin';
+const BACKUP_PERMISSIONS = ['storage.objects.create', 'storage.objects.get', 'storage.objects.list', 'storage.objects.delete'];
+const ARTIFACTS_PERMISSIONS = ['storage.buckets.delete', 'storage.buckets.restore', 'storage.objects.list', 'storage.objects.delete', 'storage.objects.restore'];
 /** A plan lists every version it would delete up to this many, then one line for the rest. */
 const PLAN_LIST_LIMIT = 100;
 
@@ -32,6 +34,10 @@ export interface BucketSnapshot {
 export function createStorageActivities(deps: CloudDeps): CloudKind<ReturnType<typeof activities>> {
   const { storage } = deps.gcp;
 
+  const missingPermissions = async (bucket: string, wanted: string[]): Promise<string[]> => {
+    const [granted] = await gcpCall(`testing permissions on gs://${bucket}`, ROLE, () => storage.bucket(bucket).iam.testPermissions(wanted));
+    return wanted.filter((p) => !granted[p]);
+  };
   const getBucket = (name: string): Promise<BucketMeta | undefined> => gcpGet(`reading bucket gs://${name}`, ROLE, async () => (await storage.bucket(name).getMetadata())[0] as BucketMeta);
 
   /** Every version, live and noncurrent: GCS keeps a bucket with noncurrent versions from being deleted. */
@@ -58,18 +64,20 @@ export function createStorageActivities(deps: CloudDeps): CloudKind<ReturnType<t
     async preflight(ctx) {
       const checks: CheckResult[] = [];
       const backup = ctx.target.buckets.backup;
-      const probe = migrationUri(ctx, `preflight-probe-${Date.now()}.txt`);
+      // testIamPermissions, not a probe write: preflight also runs in a dry run, which writes nothing.
       try {
         if (!(await getBucket(backup))) {
           checks.push({ name: `backup bucket gs://${backup}`, ok: false, detail: `gs://${backup} does not exist: create it (it holds the snapshots and exports) or fix buckets.backup` });
         } else {
-          await deps.objects.write(probe, 'mlflow-decommission preflight probe', 'text/plain');
-          const probeName = probe.slice(`gs://${backup}/`.length);
-          await gcpCall(`deleting ${probe}`, ROLE, () => storage.bucket(backup).file(probeName).delete());
-          checks.push({ name: `backup bucket gs://${backup}`, ok: true, detail: 'exists and is writable (wrote and deleted a probe object)' });
+          const missing = await missingPermissions(backup, BACKUP_PERMISSIONS);
+          checks.push({
+            name: `backup bucket gs://${backup}`,
+            ok: missing.length === 0,
+            detail: missing.length ? `the worker lacks ${missing.join(', ')} on it: grant roles/storage.objectAdmin on the bucket` : 'exists; the worker may write, read, list and delete objects in it',
+          });
         }
       } catch (err) {
-        checks.push({ name: `backup bucket gs://${backup}`, ok: false, detail: `cannot write ${probe}: ${describe(err)}. Grant ${ROLE} (or roles/storage.objectAdmin on the bucket) to the worker.` });
+        checks.push({ name: `backup bucket gs://${backup}`, ok: false, detail: `cannot check it: ${describe(err)}. Grant ${ROLE} (or roles/storage.objectAdmin on the bucket) to the worker.` });
       }
       const artifacts = ctx.target.buckets.artifacts;
       if (artifacts) {
@@ -78,12 +86,13 @@ export function createStorageActivities(deps: CloudDeps): CloudKind<ReturnType<t
           if (!meta) {
             checks.push({ name: `artifacts bucket gs://${artifacts}`, ok: true, detail: 'already gone (warning: check buckets.artifacts names the right bucket)' });
           } else {
-            await gcpCall(`listing gs://${artifacts}`, ROLE, () => storage.bucket(artifacts).getFiles({ maxResults: 1, autoPaginate: false }));
+            const missing = ctx.target.buckets.deleteArtifacts ? await missingPermissions(artifacts, ARTIFACTS_PERMISSIONS) : [];
             const labelled = hasLabels(meta.labels, ctx);
             const retention = Number(meta.softDeletePolicy?.retentionDurationSeconds ?? 0);
             const problems = [
               ...(ctx.target.buckets.deleteArtifacts && !labelled ? [`it lacks the labels ${labelText(ctx)}, so 3.4 will refuse it`] : []),
               ...(ctx.target.buckets.deleteArtifacts && retention === 0 ? ['soft delete is off, so 3.4 will refuse it (a delete could not be undone)'] : []),
+              ...(missing.length ? [`the worker lacks ${missing.join(', ')}: grant ${ROLE} on the bucket`] : []),
             ];
             checks.push({ name: `artifacts bucket gs://${artifacts}`, ok: problems.length === 0, detail: problems.length ? problems.join('; ') : `readable${ctx.target.buckets.deleteArtifacts ? `, labelled, soft delete ${retention / 86_400} days` : ' (kept: deleteArtifacts is false)'}` });
           }

@@ -1,0 +1,125 @@
+// The worker users run — every real activity, the real clients — against a real Temporal dev
+// server, real Postgres and the GCP sandbox seeded with a whole MLflow deployment.
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker } from '@temporalio/worker';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createDeployment } from '../../dev/deployment';
+import { createActivities } from '../../src/activities';
+import { createGcpClients } from '../../src/adapters/gcp/clients';
+import { createGcsObjectStore } from '../../src/adapters/gcs-object-store';
+import { createDatabases } from '../../src/adapters/postgres';
+import { commands, startMigration } from '../../src/client';
+import { configFileSchema } from '../../src/config';
+import type { Sandbox } from '../../sandbox';
+import { startDevServer, waitForStatus, workflowBundle } from '../support/temporal';
+
+let env: TestWorkflowEnvironment;
+beforeAll(async () => {
+  env = await startDevServer();
+  await workflowBundle();
+});
+afterAll(async () => {
+  await env?.teardown();
+});
+
+const noApprovals = { 'phase-0': false, 'phase-2': false, 'phase-4': false, closure: false };
+let n = 0;
+
+/** A fresh deployment (sandbox + two databases) and the real worker over it. */
+async function deployment(runs = 30) {
+  const name = `e2e${process.pid}x${++n}`;
+  const d = await createDeployment({ adminUrl: inject('pgAdminUrl'), name, dir: mkdtempSync(join(tmpdir(), 'e2e-')), runs, epochs: 12, operationDelayMs: 100 });
+  const config = configFileSchema.parse({ targets: { [name]: d.target } });
+  const gcp = createGcpClients({ apiEndpoint: d.sandbox.url, project: d.target.gcp.project });
+  const databases = createDatabases(d.workerEnv);
+  const objects = createGcsObjectStore(gcp.storage);
+  const taskQueue = `e2e-${name}`;
+  const worker = await Worker.create({
+    connection: env.nativeConnection,
+    taskQueue,
+    workflowBundle: await workflowBundle(),
+    activities: createActivities({ config, databases, gcp, objects }),
+  });
+  const running = worker.run();
+  const app = new pg.Pool({ connectionString: d.appUrl, max: 2 });
+  return {
+    ...d,
+    gcp,
+    objects,
+    app,
+    secrets: [new URL(d.mlflowUrl).password, new URL(d.appUrl).password].filter(Boolean),
+    start: (input: object = {}) => startMigration(env.client, { target: name, ...input }, { taskQueue }),
+    async close() {
+      worker.shutdown();
+      await running;
+      await Promise.all([gcp.close(), databases.close(), app.end(), d.close()]);
+    },
+  };
+}
+
+/** Calls that change something: every non-GET except BigQuery queries, which only read. */
+const mutating = (sb: Sandbox) => sb.calls.filter((c) => c.method !== 'GET' && !/\/bigquery\/v2\/projects\/[^/]+\/queries$/.test(c.path));
+
+describe('the real worker', () => {
+  it('a dry run plans the exact calls of every step and changes nothing', async () => {
+    const d = await deployment();
+    try {
+      const before = mutating(d.sandbox).length;
+      const result = await (await d.start({ dryRun: true })).result();
+      expect(result.outcome).toBe('planned');
+      const plan = result.status.plan;
+      expect(plan['3.1']).toContainEqual(expect.objectContaining({ call: 'run.services.delete', resource: `projects/demo-project/locations/europe-central2/services/mlflow-server` }));
+      expect(plan['3.2'].map((a) => a.call)).toContain('sql.instances.delete');
+      expect(plan['0.6'].length).toBeGreaterThan(5);
+      expect(mutating(d.sandbox).slice(before)).toEqual([]);
+      const { rows } = await d.app.query(`SELECT count(*)::int AS n FROM ml_platform_quicktest WHERE training_history_json IS NOT NULL`);
+      expect(rows[0].n).toBe(3); // only the post-cutover ones, which Django cached from training_metrics.json
+    } finally {
+      await d.close();
+    }
+  });
+
+  it('takes the deployment through Phases 0–5: every history cached and verified, everything deleted once with its snapshot, no secret in the history', async () => {
+    const d = await deployment();
+    try {
+      const h = await d.start({ approvals: noApprovals, bakePeriod: '1s' });
+      const result = await h.result();
+      expect(result.outcome, JSON.stringify(result.status.steps.filter((s) => s.state !== 'done'))).toBe('completed');
+      const { rows } = await d.app.query(
+        `SELECT count(*) FILTER (WHERE training_history_json IS NULL)::int AS missing FROM ml_platform_quicktest WHERE status = 'completed' AND coalesce(mlflow_run_id, '') <> ''`,
+      );
+      expect(rows[0].missing).toBe(0);
+      for (const match of ['DELETE /v2/.*/services/mlflow-server$', 'DELETE /v1/projects/demo-project/instances/mlflow-db$', 'DELETE /storage/v1/b/demo-mlflow-artifacts$']) {
+        expect(d.sandbox.callsTo(match).filter((c) => c.status < 300), match).toHaveLength(1);
+      }
+      const snapshots = await d.objects.list(`gs://demo-backups/mlflow-decommission/${h.workflowId}/snapshots/`);
+      expect(snapshots.length).toBeGreaterThanOrEqual(5);
+      expect(await d.objects.stat(`gs://demo-backups/mlflow-decommission/${h.workflowId}/completion-record.md`)).toBeDefined();
+      const history = JSON.stringify((await h.fetchHistory()).events);
+      for (const secret of d.secrets) expect(history).not.toContain(secret);
+      expect(history).not.toContain('mlflow-db-password-v1');
+    } finally {
+      await d.close();
+    }
+  });
+
+  it('rolls back after Phase 3: every deleted resource comes back from its snapshot', async () => {
+    const d = await deployment(10);
+    try {
+      const h = await d.start({ approvals: { ...noApprovals, 'phase-4': true } });
+      await waitForStatus(h, (s) => s.waitingFor?.gate === 'phase-4', 120_000);
+      await commands.rollback(h, { by: 'alice', reason: 'e2e' });
+      const result = await h.result();
+      expect(result.outcome).toBe('rolled-back');
+      expect(result.status.compensations.every((c) => c.state === 'done'), JSON.stringify(result.status.compensations)).toBe(true);
+      const state = (await (await fetch(`${d.sandbox.url}/_sandbox/state`)).json()) as Record<string, unknown>;
+      expect(JSON.stringify(state)).toContain('mlflow-server');
+    } finally {
+      await d.close();
+    }
+  });
+});
