@@ -216,6 +216,11 @@ export const cloudSqlService: ServiceModule = (core) => {
         delete st().backupRuns[k];
         return;
       }
+      case 'createDatabase': {
+        const dbs = (st().databases[k] ??= ['postgres']);
+        if (!dbs.includes(op.args!.database)) dbs.push(op.args!.database);
+        return;
+      }
       case 'backup': {
         const run = (st().backupRuns[k] ?? []).find((r) => r.id === op.args!.id);
         if (run) Object.assign(run, { status: 'SUCCESSFUL', startTime: op.startedAt, endTime: now() });
@@ -240,8 +245,8 @@ export const cloudSqlService: ServiceModule = (core) => {
         } catch {
           return `The import file ${uri} is not a valid gzip file.`;
         }
-        const dbs = (st().databases[k] ??= ['postgres']);
-        if (!dbs.includes(database)) dbs.push(database);
+        // As on Cloud SQL for PostgreSQL: a SQL import goes into a database that must already exist.
+        if (!(st().databases[k] ?? []).includes(database)) return `database "${database}" does not exist on ${op.instance}: create it before importing`;
         return;
       }
     }
@@ -324,6 +329,30 @@ export const cloudSqlService: ServiceModule = (core) => {
         const databases: string[] = ctx.databases ?? [];
         if (!databases.length) throw badRequest('exportContext.databases must name the database to export (PostgreSQL)');
         return { json: startOperation(project, name, 'EXPORT', 'export', { exportContext: { kind: 'sql#exportContext', ...ctx, fileType } }, { uri: ctx.uri, databases }) };
+      },
+    },
+    {
+      method: 'GET',
+      path: /^\/v1\/projects\/([^/]+)\/instances\/([^/]+)\/databases\/([^/]+)$/,
+      handle: (req) => {
+        settleDue();
+        const [project, name, database] = req.params;
+        instanceOf(project, name);
+        if (!(st().databases[key(project, name)] ?? []).includes(database)) throw notFound(`database ${database} on ${name}`);
+        return { json: { kind: 'sql#database', name: database, instance: name, project, charset: 'UTF8', collation: 'en_US.UTF8' } };
+      },
+    },
+    {
+      method: 'POST',
+      path: /^\/v1\/projects\/([^/]+)\/instances\/([^/]+)\/databases$/,
+      handle: (req) => {
+        settleDue();
+        const [project, name] = req.params;
+        instanceOf(project, name);
+        const database = req.json<{ name?: string }>().name;
+        if (!database) throw badRequest('Database.name is required');
+        if ((st().databases[key(project, name)] ?? []).includes(database)) throw conflict(`database ${database} on ${name}`);
+        return { json: startOperation(project, name, 'CREATE_DATABASE', 'createDatabase', {}, { database }) };
       },
     },
     {

@@ -4,7 +4,7 @@
 import { ErrorType, fail } from '../errors';
 import type { PlannedAction, StepContext } from '../types';
 import type { CloudDeps, CloudKind } from './cloud-common';
-import { describe, gcpCall } from './gcp-calls';
+import { describe, gcpCall, rethrowTransient } from './gcp-calls';
 import { defineStep } from './step';
 
 const ROLE = 'roles/bigquery.jobUser on the project and roles/bigquery.dataViewer on the billing export dataset';
@@ -124,6 +124,7 @@ export function createBillingActivities(deps: CloudDeps): CloudKind<{ checkBilli
         await costLines(ctx, table, new Date().toISOString());
         return [{ name: `billing export ${table}`, ok: true, detail: 'queryable' }];
       } catch (err) {
+        rethrowTransient(err);
         return [{ name: `billing export ${table}`, ok: false, detail: describe(err) }];
       }
     },

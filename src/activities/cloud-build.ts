@@ -2,7 +2,7 @@
 // first"), snapshotted, deleted; rollback recreates it from the snapshot under a new id.
 import type { CheckResult, StepContext } from '../types';
 import { readSnapshot, saveSnapshot, snapshotUri, type CloudDeps, type CloudKind } from './cloud-common';
-import { describe, gcpCall, isNotFound, plain } from './gcp-calls';
+import { describe, gcpCall, isNotFound, plain, rethrowTransient } from './gcp-calls';
 import { defineStep } from './step';
 
 const ROLE = 'roles/cloudbuild.builds.editor';
@@ -75,6 +75,7 @@ export function createCloudBuildActivities(deps: CloudDeps) {
       const trigger = await findTrigger(ctx);
       return [trigger ? { name, ok: true, detail: `found (${trigger.id})` } : { name, ok: false, detail: 'not found by name: check buildTrigger in the config (gcloud builds triggers list)' }];
     } catch (err) {
+      rethrowTransient(err);
       return [{ name, ok: false, detail: (err as { type?: string }).type ? (err as Error).message : describe(err) }];
     }
   }

@@ -3,7 +3,7 @@
 import { ErrorType, fail } from '../errors';
 import type { CheckResult, StepContext } from '../types';
 import { assertLabels, hasLabels, pollUntil, readSnapshot, saveSnapshot, snapshotUri, type CloudDeps, type CloudKind } from './cloud-common';
-import { describe, gcpCall, gcpGet, plain, withHeartbeats } from './gcp-calls';
+import { describe, gcpCall, gcpGet, plain, withHeartbeats, rethrowTransient } from './gcp-calls';
 import { defineStep } from './step';
 
 const ROLE = 'roles/run.admin';
@@ -226,6 +226,7 @@ export function createCloudRunActivities(deps: CloudDeps, opts: CloudRunOptions 
         else if (mustCarryLabels && !hasLabels(service.labels, ctx)) checks.push({ name: check, ok: false, detail: `readable but missing the labels ${JSON.stringify(ctx.target.labels)}: add them or fix the name` });
         else checks.push({ name: check, ok: true, detail: mustCarryLabels ? 'readable and labelled' : 'readable' });
       } catch (err) {
+        rethrowTransient(err);
         checks.push({ name: check, ok: false, detail: describeFailure(err) });
       }
     }

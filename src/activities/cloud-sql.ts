@@ -7,7 +7,7 @@
 import { ErrorType, fail } from '../errors';
 import type { CheckResult, PlannedAction, StepContext } from '../types';
 import { assertLabels, hasLabels, migrationUri, pollUntil, readSnapshot, saveSnapshot, snapshotUri, type CloudDeps, type CloudKind } from './cloud-common';
-import { describe, gcpCall, gcpGet, plain } from './gcp-calls';
+import { describe, gcpCall, gcpGet, plain, rethrowTransient } from './gcp-calls';
 import { activityContext } from './heartbeat';
 import { defineCheck, defineStep } from './step';
 
@@ -220,7 +220,12 @@ export function createCloudSqlActivities(deps: CloudDeps, opts: CloudSqlOptions 
     async plan(ctx) {
       const instance = await getInstance(ctx);
       return [
-        ...(instance ? [] : [{ call: 'sql.instances.insert', resource: resource(ctx), description: `recreate ${instanceId(ctx)} from ${snapshotOf(ctx)}` }]),
+        ...(instance
+          ? []
+          : [
+              { call: 'sql.instances.insert', resource: resource(ctx), description: `recreate ${instanceId(ctx)} from ${snapshotOf(ctx)}` },
+              { call: 'sql.databases.insert', resource: `${resource(ctx)}/databases/${ctx.target.cloudSql.database}`, description: 'create the database to import into' },
+            ]),
         { call: 'sql.instances.import', resource: resource(ctx), description: `import ${exportUriFor(ctx)} into ${ctx.target.cloudSql.database}` },
       ];
     },
@@ -245,6 +250,18 @@ export function createCloudSqlActivities(deps: CloudDeps, opts: CloudSqlOptions 
         instance = await getInstance(ctx);
       }
       if (!(await exportVerified(uri))) fail(ErrorType.CannotRestore, `cannot import into ${resource(ctx)}: the export ${uri} is missing. Restore from the final backup in the console, then skip this compensation.`);
+      // A PostgreSQL SQL import needs its database to exist; a recreated instance has only `postgres`.
+      const database = ctx.target.cloudSql.database;
+      const dbExists = await gcpGet(`reading database ${database} on ${resource(ctx)}`, ROLE, () => deps.gcp.sqlDatabases.get({ project: project(ctx), instance: instanceId(ctx), database }));
+      if (!dbExists) {
+        await runOperation(
+          ctx,
+          `creating database ${database} on ${resource(ctx)}`,
+          () => deps.gcp.sqlDatabases.insert({ project: project(ctx), instance: instanceId(ctx), body: { name: database, instance: instanceId(ctx), project: project(ctx) } } as never),
+          (m) => fail(ErrorType.CannotRestore, `could not create database ${database} on ${resource(ctx)} (${m}): create it by hand, then retry the compensation.`),
+        );
+        actions.push({ call: 'sql.databases.insert', resource: `${resource(ctx)}/databases/${database}`, description: 'created the database to import into' });
+      }
       await runOperation(
         ctx,
         `importing ${uri} into ${resource(ctx)}`,
@@ -271,6 +288,7 @@ export function createCloudSqlActivities(deps: CloudDeps, opts: CloudSqlOptions 
       else if (!hasLabels(instance.settings?.userLabels, ctx)) checks.push({ name, ok: false, detail: `readable but missing the labels ${JSON.stringify(ctx.target.labels)}: add them as user labels or fix the name` });
       else checks.push({ name, ok: true, detail: `readable and labelled${protectionOn(instance) ? ' (deletion protection on: 3.2 turns it off)' : ''}` });
     } catch (err) {
+      rethrowTransient(err);
       checks.push({ name, ok: false, detail: (err as { type?: string }).type ? (err as Error).message : describe(err) });
     }
     checks.push({

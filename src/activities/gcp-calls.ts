@@ -1,10 +1,15 @@
 // How the Google Cloud activities call an API: a denied permission becomes a non-retryable failure
 // naming the role to grant; throttling and outages are rethrown as they are, so Temporal retries.
-import { isNotFound, isPermissionDenied } from '../adapters/gcp/clients';
+import { isNotFound, isPermissionDenied, isTransient } from '../adapters/gcp/clients';
 import { ErrorType, fail } from '../errors';
 import { heartbeat } from './cloud-common';
 
 export { isNotFound };
+
+/** In a check: a transient error is rethrown (the activity retries) rather than reported as a failed check. */
+export function rethrowTransient(err: unknown): void {
+  if (isTransient(err)) throw err;
+}
 
 /** Runs one API call; PERMISSION_DENIED fails the step with the role that would allow it. */
 export async function gcpCall<T>(what: string, role: string, call: () => Promise<T>): Promise<T> {

@@ -3,7 +3,7 @@
 import { ErrorType, fail } from '../errors';
 import type { CheckResult, StepContext } from '../types';
 import { readSnapshot, saveSnapshot, snapshotUri, type CloudDeps, type CloudKind } from './cloud-common';
-import { describe, gcpCall, gcpGet, isNotFound } from './gcp-calls';
+import { describe, gcpCall, gcpGet, isNotFound, rethrowTransient } from './gcp-calls';
 import { defineStep } from './step';
 
 const ROLE = 'roles/iam.serviceAccountAdmin';
@@ -89,6 +89,7 @@ export function createIamActivities(deps: CloudDeps) {
       const account = await getAccount(ctx);
       return [account ? { name, ok: true, detail: `readable (uniqueId ${account.uniqueId})` } : { name, ok: false, detail: 'not found: check serviceAccount in the config' }];
     } catch (err) {
+      rethrowTransient(err);
       return [{ name, ok: false, detail: (err as { type?: string }).type ? (err as Error).message : describe(err) }];
     }
   }

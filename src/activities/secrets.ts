@@ -4,7 +4,7 @@
 import { ErrorType, fail } from '../errors';
 import type { CheckResult, PlannedAction, StepContext } from '../types';
 import { assertLabels, hasLabels, heartbeat, saveSnapshot, snapshotUri, type CloudDeps, type CloudKind } from './cloud-common';
-import { describe, gcpCall, gcpGet, isNotFound, plain } from './gcp-calls';
+import { describe, gcpCall, gcpGet, isNotFound, plain, rethrowTransient } from './gcp-calls';
 import { defineStep } from './step';
 
 const ROLE = 'roles/secretmanager.admin';
@@ -69,6 +69,7 @@ export function createSecretsActivities(deps: CloudDeps): CloudKind<ReturnType<t
               : `${name} lacks the labels ${labelText(ctx)}, so 3.6 will refuse it: add the labels if it is MLflow's, or remove it from secrets`,
           });
         } catch (err) {
+          rethrowTransient(err);
           checks.push({ name: `secret ${id}`, ok: false, detail: `cannot read ${name}: ${describe(err)}` });
         }
       }

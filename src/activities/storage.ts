@@ -6,7 +6,7 @@ import type { Bucket } from '@google-cloud/storage';
 import { ErrorType, fail } from '../errors';
 import type { CheckResult, PlannedAction, StepContext } from '../types';
 import { assertLabels, hasLabels, heartbeat, saveSnapshot, snapshotUri, type CloudDeps, type CloudKind } from './cloud-common';
-import { describe, gcpCall, gcpGet, isNotFound } from './gcp-calls';
+import { describe, gcpCall, gcpGet, isNotFound, rethrowTransient } from './gcp-calls';
 import { defineStep } from './step';
 
 const ROLE = 'roles/storage.admin';
@@ -77,6 +77,7 @@ export function createStorageActivities(deps: CloudDeps): CloudKind<ReturnType<t
           });
         }
       } catch (err) {
+        rethrowTransient(err);
         checks.push({ name: `backup bucket gs://${backup}`, ok: false, detail: `cannot check it: ${describe(err)}. Grant ${ROLE} (or roles/storage.objectAdmin on the bucket) to the worker.` });
       }
       const artifacts = ctx.target.buckets.artifacts;
@@ -97,6 +98,7 @@ export function createStorageActivities(deps: CloudDeps): CloudKind<ReturnType<t
             checks.push({ name: `artifacts bucket gs://${artifacts}`, ok: problems.length === 0, detail: problems.length ? problems.join('; ') : `readable${ctx.target.buckets.deleteArtifacts ? `, labelled, soft delete ${retention / 86_400} days` : ' (kept: deleteArtifacts is false)'}` });
           }
         } catch (err) {
+          rethrowTransient(err);
           checks.push({ name: `artifacts bucket gs://${artifacts}`, ok: false, detail: `cannot read it: ${describe(err)}` });
         }
       }

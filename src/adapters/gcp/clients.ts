@@ -5,7 +5,7 @@ import { BigQuery } from '@google-cloud/bigquery';
 import { CloudBuildClient } from '@google-cloud/cloudbuild';
 import { ServicesClient } from '@google-cloud/run';
 import { SecretManagerServiceClient } from '@google-cloud/secret-manager';
-import { SqlBackupRunsServiceClient, SqlInstancesServiceClient, SqlOperationsServiceClient } from '@google-cloud/sql';
+import { SqlBackupRunsServiceClient, SqlDatabasesServiceClient, SqlInstancesServiceClient, SqlOperationsServiceClient } from '@google-cloud/sql';
 import { Storage } from '@google-cloud/storage';
 import { iam, type iam_v1 } from '@googleapis/iam';
 import { GoogleAuth, OAuth2Client } from 'google-auth-library';
@@ -17,6 +17,7 @@ export interface GcpClients {
   sqlInstances: SqlInstancesServiceClient;
   sqlOperations: SqlOperationsServiceClient;
   sqlBackupRuns: SqlBackupRunsServiceClient;
+  sqlDatabases: SqlDatabasesServiceClient;
   iam: iam_v1.Iam;
   secrets: SecretManagerServiceClient;
   build: CloudBuildClient;
@@ -56,6 +57,7 @@ export function createGcpClients(opts: GcpClientOptions = {}): GcpClients {
     sqlInstances: new SqlInstancesServiceClient({ fallback: true, ...gax }),
     sqlOperations: new SqlOperationsServiceClient({ fallback: true, ...gax }),
     sqlBackupRuns: new SqlBackupRunsServiceClient({ fallback: true, ...gax }),
+    sqlDatabases: new SqlDatabasesServiceClient({ fallback: true, ...gax }),
     iam: iam({ version: 'v1', auth: iamAuth as never, ...(rootUrl ? { rootUrl } : {}) }),
     secrets: new SecretManagerServiceClient({ ...gax }),
     build: new CloudBuildClient({ ...gax }),
@@ -65,7 +67,7 @@ export function createGcpClients(opts: GcpClientOptions = {}): GcpClients {
   return {
     ...clients,
     async close() {
-      await Promise.all([clients.run.close(), clients.sqlInstances.close(), clients.sqlOperations.close(), clients.sqlBackupRuns.close(), clients.secrets.close(), clients.build.close()]);
+      await Promise.all([clients.run.close(), clients.sqlInstances.close(), clients.sqlOperations.close(), clients.sqlBackupRuns.close(), clients.sqlDatabases.close(), clients.secrets.close(), clients.build.close()]);
     },
   };
 }
@@ -84,4 +86,13 @@ export function isAlreadyExists(err: unknown): boolean {
 export function isPermissionDenied(err: unknown): boolean {
   const e = err as { code?: unknown; status?: unknown } | undefined;
   return e?.code === 7 || e?.code === 403 || e?.status === 403;
+}
+
+/** Throttling, outages and dropped connections: retrying later may succeed, so they are never a verdict. */
+export function isTransient(err: unknown): boolean {
+  const e = err as { code?: unknown; status?: unknown; response?: { status?: unknown } } | undefined;
+  const status = Number(e?.response?.status ?? e?.status ?? (typeof e?.code === 'number' && e.code >= 100 ? e.code : NaN));
+  if ([408, 429, 500, 502, 503, 504].includes(status)) return true;
+  if (typeof e?.code === 'number' && e.code < 100) return [4, 8, 10, 13, 14].includes(e.code); // DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED, INTERNAL, UNAVAILABLE
+  return typeof e?.code === 'string' && ['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN'].includes(e.code);
 }
