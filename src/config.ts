@@ -130,9 +130,11 @@ export const targetSchema = z
         minPostCutoverExperiments: z.number().int().nonnegative().default(2),
         /** Seed 004: app tables holding MLflow run ids, checked against the export. */
         referenceTables: z.array(z.object({ table: sqlIdentifier, column: sqlIdentifier }).strict()).default([]),
+        /** MLflow schema (Alembic) revisions newer than the tool knows, accepted after a dry run looked right. */
+        acceptMlflowRevisions: z.array(z.string().regex(/^[0-9a-f]{12,13}$/, 'expected an Alembic revision id such as 867495a8f9d4')).default([]),
       })
       .strict()
-      .default({ histograms: 'skip', batchSize: 500, minPostCutoverExperiments: 2, referenceTables: [] }),
+      .default({ histograms: 'skip', batchSize: 500, minPostCutoverExperiments: 2, referenceTables: [], acceptMlflowRevisions: [] }),
     billing: z
       .object({
         /** BigQuery billing export, e.g. my-project.billing.gcp_billing_export_v1_XXXX. Absent: a human checks the console. */

@@ -13,6 +13,7 @@ import { createCutoverActivities } from './cutover';
 import { checkManifest, createExportActivities } from './export';
 import { createHistogramActivities } from './histograms';
 import { defineCheck } from './step';
+import { checkMlflowRevision } from './mlflow-schema';
 import { checkCompleteness, createVerifyActivities } from './verify';
 
 export interface DataDeps {
@@ -83,6 +84,7 @@ async function dataPreflight(databases: Databases, target: Target): Promise<Chec
   };
   const [mlflowUp, appUp] = await Promise.all([reach('mlflow'), reach('app')]);
   if (mlflowUp) {
+    checks.push(await checkMlflowRevision(mlflowPool(databases, target), target.data.acceptMlflowRevisions));
     const missing = await missingColumns(mlflowPool(databases, target), MLFLOW_COLUMNS);
     checks.push({
       name: 'mlflow schema',

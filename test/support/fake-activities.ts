@@ -90,7 +90,7 @@ export function demoTarget(overrides: Partial<Target> = {}): Target {
       artifactsPath: 'gcs_artifacts_path',
       displayName: 'display_name',
     },
-    data: { histograms: 'skip', batchSize: 500, minPostCutoverExperiments: 2, referenceTables: [] },
+    data: { histograms: 'skip', batchSize: 500, minPostCutoverExperiments: 2, referenceTables: [], acceptMlflowRevisions: [] },
     billing: { estimatedMonthlySavingsUsd: 50 },
     bakePeriod: '2s',
     approvals: {},
