@@ -91,9 +91,10 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
     let worker = spawnWorker(chaos, address);
     workers.push(worker.child);
     const handle = await startMigration(temporal.client, { target: chaos.name, approvals: NO_APPROVALS, bakePeriod: '5s' }, { taskQueue: chaos.name });
+    const { unblock, counter } = unblocker(log);
     for (let k = 0; k < opts.kills; k++) {
       const region = REGIONS[Math.min(REGIONS.length - 1, Math.floor((k * REGIONS.length) / opts.kills))];
-      const activity = await runningActivity(() => temporal.client.workflow.getHandle(handle.workflowId), region.activities, worker.startedAt);
+      const activity = await runningActivity(() => temporal.client.workflow.getHandle(handle.workflowId), region.activities, worker.startedAt, unblock);
       if (!activity) continue; // the region is over: the next kills go to the next one
       // Batches are short: kill within one; deletes and the export poll for seconds.
       await sleep(random() * (region.name === 'backfill' ? 300 : 1500));
@@ -115,7 +116,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
       worker = spawnWorker(chaos, address);
       workers.push(worker.child);
     }
-    const { result: chaosResult, blockedRetried } = await finish(() => temporal.client.workflow.getHandle(handle.workflowId), log);
+    const chaosResult = await finish(() => temporal.client.workflow.getHandle(handle.workflowId), unblock);
     const checks = await compare(clean, chaos, cleanResult as MigrationResult, chaosResult, handle);
     const counts = deleteCounts(chaos.sandbox);
     return {
@@ -124,7 +125,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
       connectionsTerminated,
       killPoints,
       faultsInjected: chaos.sandbox.faultsInjected,
-      blockedRetried,
+      blockedRetried: counter.retried,
       pointsVerified: Number((chaosResult.status.facts['0.5'] as { points?: number } | undefined)?.points ?? 0),
       effectsDuplicated: counts.reduce((sum, [, n]) => sum + Math.max(0, n - 1), 0),
       rowsLost: Number(checks.find((c) => c.name === 'app DB equals the clean run')?.detail.match(/rows differ: (\d+)/)?.[1] ?? 0),
@@ -140,22 +141,30 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
 }
 
 /** Waits for the result; a step Blocked by the faults is retried, as an operator would after reading why. */
-async function finish(handle: () => WorkflowHandle, log: (line: string) => void): Promise<{ result: MigrationResult; blockedRetried: number }> {
-  let blockedRetried = 0;
+async function finish(handle: () => WorkflowHandle, unblock: Unblocker): Promise<MigrationResult> {
   for (;;) {
     const h = handle();
     const desc = await h.describe().catch(() => undefined);
-    if (desc && desc.status.name !== 'RUNNING') return { result: (await h.result()) as MigrationResult, blockedRetried };
-    if (desc?.searchAttributes.MigrationState?.[0] === 'blocked') {
-      const status = await h.query<MigrationStatus>('status').catch(() => undefined);
-      const step = status?.waitingFor?.step;
-      if (step) {
-        log(`  step ${step} Blocked (${status?.steps.find((s) => s.id === step)?.error ?? ''}): retry`);
-        await commands.retry(h, { step, by: 'chaos' }).then(() => blockedRetried++, () => undefined);
-      }
-    }
+    if (desc && desc.status.name !== 'RUNNING') return (await h.result()) as MigrationResult;
+    if (desc) await unblock(h, desc.searchAttributes.MigrationState?.[0]);
     await sleep(500);
   }
+}
+
+type Unblocker = (h: WorkflowHandle, state: unknown) => Promise<void>;
+
+/** Retries a Blocked step (a fault outlasted its retry policy), counting how often. */
+function unblocker(log: (line: string) => void) {
+  const counter = { retried: 0 };
+  const unblock: Unblocker = async (h, state) => {
+    if (state !== 'blocked') return;
+    const status = await h.query<MigrationStatus>('status').catch(() => undefined);
+    const step = status?.waitingFor?.kind === 'decision' ? status.waitingFor.step : undefined;
+    if (!step) return;
+    log(`  step ${step} Blocked (${status?.steps.find((s) => s.id === step)?.error ?? ''}): retry`);
+    await commands.retry(h, { step, by: 'chaos' }).then(() => counter.retried++, () => undefined);
+  };
+  return { unblock, counter };
 }
 
 const DELETES = ['DELETE /v2/.*/services/mlflow-server$', 'DELETE /v1/projects/[^/]+/instances/mlflow-db$', 'DELETE /storage/v1/b/demo-mlflow-artifacts$', 'DELETE .*/triggers/', 'DELETE /v1/projects/[^/]+/serviceAccounts/'];
@@ -175,12 +184,13 @@ function spawnWorker(d: Deployment, address: string) {
 }
 
 /** Waits for an activity matching `types` that a worker started after `since`; undefined when the workflow moved past. */
-async function runningActivity(handle: () => WorkflowHandle, types: RegExp, since: number): Promise<string | undefined> {
+async function runningActivity(handle: () => WorkflowHandle, types: RegExp, since: number, unblock: Unblocker): Promise<string | undefined> {
   let seen = false;
   for (;;) {
     try {
       const desc = await handle().describe();
       if (desc.status.name !== 'RUNNING') return undefined;
+      await unblock(handle(), desc.searchAttributes.MigrationState?.[0]);
       const pending = desc.raw.pendingActivities ?? [];
       const match = pending.find((a) => types.test(a.activityType?.name ?? ''));
       if (match) {

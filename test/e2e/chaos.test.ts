@@ -5,7 +5,7 @@ import { runChaos } from '../../dev/chaos';
 
 describe('chaos', () => {
   it('survives SIGKILLs, a Temporal restart and cut connections without losing a point or acting twice', { timeout: 900_000 }, async () => {
-    const summary = await runChaos({ adminUrl: inject('pgAdminUrl'), kills: 3, runs: 20, seed: 7 });
+    const summary = await runChaos({ adminUrl: inject('pgAdminUrl'), kills: 3, runs: 20, seed: 7, faultRate: 0.01, log: (l) => console.log(`${new Date().toISOString()} ${l}`) });
     expect(summary.checks.filter((c) => !c.ok)).toEqual([]);
     expect(summary.kills).toBeGreaterThanOrEqual(2);
     expect(summary.serverRestarts).toBe(1);
