@@ -1,18 +1,26 @@
-// The operator's path through the real Temporal Web UI, in Debian's Chromium: start the
-// migration from the Start Workflow form, see it wait at its first gate in the current details,
-// approve from the Send a Signal dialog (name picked from the dropdown), and see it move on.
+// The operator's path through the real Temporal Web UI, in Debian's Chromium, over the demo's
+// deployment and the real activities: start the migration from the Start Workflow form, see it
+// wait at its first gate in the current details, approve from the Send a Signal dialog (name
+// picked from the dropdown), see a step Blocked by an injected 403, clear it and send retry.
 // Screenshots land in test-results/screenshots (the README uses them).
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { TestWorkflowEnvironment as Env } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { demoFaults } from '../../dev/demo-data';
+import { createDeployment, type Deployment } from '../../dev/deployment';
+import { createActivities } from '../../src/activities';
+import { createGcpClients, type GcpClients } from '../../src/adapters/gcp/clients';
+import { createGcsObjectStore } from '../../src/adapters/gcs-object-store';
+import { createDatabases, type Databases } from '../../src/adapters/postgres';
+import { configFileSchema } from '../../src/config';
 import { freePort } from '../../dev/postgres';
 import { devServerExecutable } from '../../dev/temporal';
 import { SEARCH_ATTRIBUTES } from '../../src/search-attributes';
-import { demoTarget, fakeActivities } from '../support/fake-activities';
 import { waitForStatus, workflowBundle } from '../support/temporal';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -24,6 +32,9 @@ describe.skipIf(!haveChromium)('Temporal Web UI', () => {
   let env: TestWorkflowEnvironment;
   let browser: Browser;
   let ui: string;
+  let deployment: Deployment;
+  let gcp: GcpClients;
+  let databases: Databases;
 
   beforeAll(async () => {
     const uiPort = await freePort();
@@ -34,22 +45,31 @@ describe.skipIf(!haveChromium)('Temporal Web UI', () => {
       args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-gpu'],
     });
     mkdirSync(shots, { recursive: true });
+    // The demo's deployment, with 3.1's delete failing (403) until the operator clears the fault.
+    deployment = await createDeployment({ adminUrl: inject('pgAdminUrl'), name: 'demo', dir: mkdtempSync(join(tmpdir(), 'ui-')), runs: 30, epochs: 10, operationDelayMs: 100 });
+    demoFaults(deployment.sandbox, '3.1', deployment.target);
+    gcp = createGcpClients({ apiEndpoint: deployment.sandbox.url, project: deployment.target.gcp.project });
+    databases = createDatabases(deployment.workerEnv);
   });
   afterAll(async () => {
     await browser?.close();
+    await gcp?.close();
+    await databases?.close();
+    await deployment?.close();
     await env?.teardown();
   });
 
-  it('starts a migration from the form, shows the waiting gate, and approves it from the signal dialog', async () => {
-    const fakes = fakeActivities(demoTarget());
-    const worker = await Worker.create({ connection: env.nativeConnection, taskQueue: 'mlflow-decommission', workflowBundle: await workflowBundle(), activities: fakes.activities });
+  it('starts a migration from the form, approves gates from the signal dialog, shows a Blocked step, and retries it', async () => {
+    const config = configFileSchema.parse({ targets: { demo: deployment.target } });
+    const activities = createActivities({ config, databases, gcp, objects: createGcsObjectStore(gcp.storage) });
+    const worker = await Worker.create({ connection: env.nativeConnection, taskQueue: 'mlflow-decommission', workflowBundle: await workflowBundle(), activities });
     await worker.runUntil(async () => {
       const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
       await startFromForm(page, ui, { workflowId: 'mlflow-decommission-demo', input: '{"target": "demo"}' });
       await page.screenshot({ path: join(shots, '1-start-workflow.png') });
 
       const h = env.client.workflow.getHandle('mlflow-decommission-demo');
-      await waitForStatus(h, (s) => s.waitingFor?.gate === 'phase-0');
+      await waitForStatus(h, (s) => s.waitingFor?.gate === 'phase-0', 60_000);
       await openWorkflow(page, ui, 'mlflow-decommission-demo');
       await openCurrentDetails(page);
       await expect.poll(() => currentDetails(page), { timeout: 20_000 }).toContain('Migration of demo · waiting-approval');
@@ -60,12 +80,32 @@ describe.skipIf(!haveChromium)('Temporal Web UI', () => {
 
       await sendSignal(page, 'approve', '{"gate": "phase-0", "by": "alice", "comment": "approved in the UI"}');
       await page.screenshot({ path: join(shots, '3-signal-dialog.png') });
-      const next = await waitForStatus(h, (s) => s.waitingFor?.gate === 'phase-2');
+      const next = await waitForStatus(h, (s) => s.waitingFor?.gate === 'phase-2', 60_000);
       expect(next.gates.find((g) => g.id === 'phase-0')?.approval).toMatchObject({ by: 'alice', comment: 'approved in the UI' });
       await page.reload();
       await openCurrentDetails(page);
       await expect.poll(() => currentDetails(page), { timeout: 20_000 }).toContain('Phase 2: Django reads from GCS');
       await page.screenshot({ path: join(shots, '4-moved-on.png'), fullPage: true });
+
+      // Phase 3's first delete meets the injected 403: Blocked, with what to do, in the UI.
+      await sendSignal(page, 'approve', '{"gate": "phase-2", "by": "alice"}');
+      await waitForStatus(h, (s) => s.state === 'blocked' && s.waitingFor?.step === '3.1', 60_000);
+      await page.reload();
+      await openCurrentDetails(page);
+      await expect.poll(() => currentDetails(page), { timeout: 20_000 }).toContain('3.1');
+      expect(await currentDetails(page)).toMatch(/Blocked[\s\S]*roles\/run\.admin[\s\S]*retry/);
+      await page.screenshot({ path: join(shots, '5-blocked.png'), fullPage: true });
+
+      // The operator fixes the cause (here: clears the fault), then sends retry from the UI.
+      deployment.sandbox.clearFaults();
+      await sendSignal(page, 'retry', '{"step": "3.1", "by": "alice"}');
+      const after = await waitForStatus(h, (s) => s.waitingFor?.gate === 'phase-4', 60_000);
+      expect(after.steps.find((s) => s.id === '3.1')).toMatchObject({ state: 'done', attempts: 2 });
+      expect(deployment.sandbox.callsTo('DELETE /v2/.*/services/mlflow-server$').filter((c) => c.status < 300)).toHaveLength(1);
+      await page.reload();
+      await openCurrentDetails(page);
+      await expect.poll(() => currentDetails(page), { timeout: 20_000 }).toContain('phase-4');
+      await page.screenshot({ path: join(shots, '6-retried-and-on.png'), fullPage: true });
       await h.terminate('UI test over');
     });
   });
