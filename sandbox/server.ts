@@ -166,6 +166,11 @@ export class Sandbox implements SandboxCore {
     this.save();
   }
 
+  /** Calls that change state: everything but reads, BigQuery queries and permission tests. */
+  mutations(): Call[] {
+    return this.calls.filter((c) => c.method !== 'GET' && !/(\/queries|:testIamPermissions)$/.test(c.path));
+  }
+
   /** Calls whose "METHOD /path" matches, for assertions such as "deleted exactly once". */
   callsTo(match: string): Call[] {
     const re = new RegExp(match);

@@ -109,7 +109,7 @@ describe('at preflight and at the steps, against a real deployment', () => {
       await databases.close();
     }
   }
-  const mutatingCalls = () => d.sandbox.calls.filter((c) => c.method !== 'GET' && !c.path.endsWith('/queries'));
+  const mutatingCalls = () => d.sandbox.mutations();
   async function appChecksum() {
     const c = new pg.Client({ connectionString: d.appUrl });
     await c.connect();
@@ -179,6 +179,16 @@ describe('at preflight and at the steps, against a real deployment', () => {
     try {
       const err = await refused((a, ctx) => a.preflight(ctx));
       expect(err.message).toMatch(/lacks storage\.objects\.create/);
+    } finally {
+      delete d.sandbox.state.deniedPermissions;
+    }
+  });
+
+  it('a project permission the worker lacks is listed with the phase and the role that grants it', async () => {
+    d.sandbox.state.deniedPermissions = ['cloudsql.instances.delete', 'iam.serviceAccounts.undelete'];
+    try {
+      const err = await refused((a, ctx) => a.preflight(ctx));
+      expect(err.message).toMatch(/lacks cloudsql\.instances\.delete \(phase 3 \(delete\) and rollback: grant roles\/cloudsql\.admin\).*iam\.serviceAccounts\.undelete/);
     } finally {
       delete d.sandbox.state.deniedPermissions;
     }

@@ -8,6 +8,7 @@ import type { CloudDeps, CloudKind } from './cloud-common';
 import { createCloudRunActivities } from './cloud-run';
 import { createCloudSqlActivities } from './cloud-sql';
 import { createIamActivities } from './iam';
+import { checkProjectPermissions } from './permissions';
 import { createSecretsActivities } from './secrets';
 import { defineCheck, defineStep } from './step';
 import { createStorageActivities } from './storage';
@@ -62,7 +63,7 @@ export function createCloudActivities(deps: CloudDeps) {
       verifyNothingLeft: verifyStep(Object.keys(kinds) as (keyof typeof kinds)[], '5.5 nothing labelled MLflow remains'),
       checkResourcesGone: defineCheck((ctx) => leftovers(ctx, phase3Kinds)),
     },
-    preflight: async (ctx: StepContext) => (await Promise.all(Object.values(kinds).map((k) => k.preflight(ctx)))).flat(),
+    preflight: async (ctx: StepContext) => (await Promise.all([checkProjectPermissions(deps.gcp, ctx), ...Object.values(kinds).map((k) => k.preflight(ctx))])).flat(),
   };
 }
 

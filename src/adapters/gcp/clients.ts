@@ -7,6 +7,7 @@ import { ServicesClient } from '@google-cloud/run';
 import { SecretManagerServiceClient } from '@google-cloud/secret-manager';
 import { SqlBackupRunsServiceClient, SqlDatabasesServiceClient, SqlInstancesServiceClient, SqlOperationsServiceClient } from '@google-cloud/sql';
 import { Storage } from '@google-cloud/storage';
+import { cloudresourcemanager, type cloudresourcemanager_v3 } from '@googleapis/cloudresourcemanager';
 import { iam, type iam_v1 } from '@googleapis/iam';
 import { GoogleAuth, OAuth2Client } from 'google-auth-library';
 import type { ClientOptions } from 'google-gax';
@@ -19,6 +20,7 @@ export interface GcpClients {
   sqlBackupRuns: SqlBackupRunsServiceClient;
   sqlDatabases: SqlDatabasesServiceClient;
   iam: iam_v1.Iam;
+  projects: cloudresourcemanager_v3.Cloudresourcemanager;
   secrets: SecretManagerServiceClient;
   build: CloudBuildClient;
   storage: Storage;
@@ -38,7 +40,7 @@ export function createGcpClients(opts: GcpClientOptions = {}): GcpClients {
   let gax: ClientOptions = {};
   let authClient: OAuth2Client | undefined;
   let rootUrl: string | undefined;
-  let iamAuth: OAuth2Client | GoogleAuth = new GoogleAuth({ scopes: ['https://www.googleapis.com/auth/cloud-platform'] });
+  let restAuth: OAuth2Client | GoogleAuth = new GoogleAuth({ scopes: ['https://www.googleapis.com/auth/cloud-platform'] });
   if (opts.apiEndpoint) {
     const url = new URL(opts.apiEndpoint);
     // A static token: an override endpoint is a private or local one, never Google's OAuth.
@@ -47,7 +49,7 @@ export function createGcpClients(opts: GcpClientOptions = {}): GcpClients {
     const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
     gax = { apiEndpoint: url.hostname, servicePath: url.hostname, port, protocol: url.protocol.replace(':', ''), fallback: true, authClient } as ClientOptions;
     rootUrl = `${url.origin}/`;
-    iamAuth = authClient;
+    restAuth = authClient;
   }
   const base = opts.apiEndpoint?.replace(/\/$/, '');
   const clients = {
@@ -58,7 +60,8 @@ export function createGcpClients(opts: GcpClientOptions = {}): GcpClients {
     sqlOperations: new SqlOperationsServiceClient({ fallback: true, ...gax }),
     sqlBackupRuns: new SqlBackupRunsServiceClient({ fallback: true, ...gax }),
     sqlDatabases: new SqlDatabasesServiceClient({ fallback: true, ...gax }),
-    iam: iam({ version: 'v1', auth: iamAuth as never, ...(rootUrl ? { rootUrl } : {}) }),
+    iam: iam({ version: 'v1', auth: restAuth as never, ...(rootUrl ? { rootUrl } : {}) }),
+    projects: cloudresourcemanager({ version: 'v3', auth: restAuth as never, ...(rootUrl ? { rootUrl } : {}) }),
     secrets: new SecretManagerServiceClient({ ...gax }),
     build: new CloudBuildClient({ ...gax }),
     storage: new Storage({ projectId: project, ...(base ? { apiEndpoint: base, authClient } : {}) }),
