@@ -162,13 +162,17 @@ export function renderStatus(s: MigrationStatus, progress: Progress[] = []): str
     }
   }
   lines.push('');
-  for (const st of s.steps) {
-    lines.push(`${MARK[st.state] ?? '?'} ${st.id.padEnd(4)} ${st.title}${st.summary ? ` — ${st.summary}` : ''}${st.error ? ` — ${st.error}` : ''}`);
-    for (const g of s.gates.filter((x) => x.phase === st.phase && s.steps.filter((y) => y.phase === st.phase).at(-1) === st)) {
-      lines.push(`${MARK[g.state] ?? '?'} gate ${g.id}${g.requiresApproval ? ' (approval)' : ''}${g.approval ? ` — approved by ${g.approval.by}` : ''}`);
+  const gateLine = (g: MigrationStatus['gates'][number]) =>
+    `${MARK[g.state] ?? '?'} gate ${g.id}${g.requiresApproval ? ' (approval)' : ''}${g.approval ? ` — approved by ${g.approval.by}` : ''}`;
+  // In the order the workflow runs them: each phase's steps, then its gate; the closure gate comes
+  // before 5.4, the one step that cannot be undone.
+  for (const phase of [0, 1, 2, 3, 4, 5]) {
+    for (const st of s.steps.filter((x) => x.phase === phase)) {
+      if (st.id === '5.4') for (const g of s.gates.filter((x) => x.id === 'closure')) lines.push(gateLine(g));
+      lines.push(`${MARK[st.state] ?? '?'} ${st.id.padEnd(4)} ${st.title}${st.summary ? ` — ${st.summary}` : ''}${st.error ? ` — ${st.error}` : ''}`);
     }
+    for (const g of s.gates.filter((x) => x.phase === phase && x.id !== 'closure')) lines.push(gateLine(g));
   }
-  for (const g of s.gates.filter((x) => !s.steps.some((y) => y.phase === x.phase))) lines.push(`${MARK[g.state] ?? '?'} gate ${g.id}${g.requiresApproval ? ' (approval)' : ''}`);
   if (s.compensations.length) {
     lines.push('', 'compensations (newest first):');
     for (const c of [...s.compensations].reverse()) lines.push(`  ${c.state.padEnd(9)} ${c.title}${c.error ? ` — ${c.error}` : ''}`);
