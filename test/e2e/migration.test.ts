@@ -2,6 +2,7 @@
 // server, real Postgres and the GCP sandbox seeded with a whole MLflow deployment.
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
+import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { mkdtempSync } from 'node:fs';
@@ -115,8 +116,49 @@ describe('the real worker', () => {
       const result = await h.result();
       expect(result.outcome).toBe('rolled-back');
       expect(result.status.compensations.every((c) => c.state === 'done'), JSON.stringify(result.status.compensations)).toBe(true);
-      const state = (await (await fetch(`${d.sandbox.url}/_sandbox/state`)).json()) as Record<string, unknown>;
-      expect(JSON.stringify(state)).toContain('mlflow-server');
+      // Each resource is back, read through the same clients the worker uses.
+      const { project, region } = d.target.gcp;
+      const [service] = await d.gcp.run.getService({ name: `projects/${project}/locations/${region}/services/mlflow-server` });
+      expect(service.labels).toMatchObject({ app: 'mlflow' });
+      const [instance] = await d.gcp.sqlInstances.get({ project, instance: 'mlflow-db' });
+      expect(instance.name).toBe('mlflow-db');
+      await d.gcp.sqlDatabases.get({ project, instance: 'mlflow-db', database: 'mlflow' });
+      expect((await d.gcp.iam.projects.serviceAccounts.get({ name: `projects/${project}/serviceAccounts/${d.target.serviceAccount}` })).data.disabled).toBeFalsy();
+      expect((await d.gcp.storage.bucket('demo-mlflow-artifacts').exists())[0]).toBe(true);
+      const [triggers] = await d.gcp.build.listBuildTriggers({ projectId: project });
+      expect(triggers.map((t) => t.name)).toContain('mlflow-server');
+      for (const secret of d.target.secrets) {
+        const [versions] = await d.gcp.secrets.listSecretVersions({ parent: `projects/${project}/secrets/${secret}` });
+        expect(versions.map((v) => String(v.state)), secret).toEqual(versions.map(() => 'ENABLED'));
+      }
+    } finally {
+      await d.close();
+    }
+  });
+
+  it('a reset to before a completed delete re-runs the steps without repeating any effect', async () => {
+    const d = await deployment(10);
+    try {
+      const h = await d.start({ approvals: { ...noApprovals, 'phase-4': true } });
+      await waitForStatus(h, (s) => s.waitingFor?.gate === 'phase-4', 120_000);
+      const before = d.sandbox.mutations().length;
+      // The workflow task that scheduled 3.1: the UI's Reset picks the same point.
+      const events = (await h.fetchHistory()).events!;
+      const scheduled = events.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'deleteMlflowService')!;
+      const taskCompleted = events.filter((e) => e.workflowTaskCompletedEventAttributes && Number(e.eventId) < Number(scheduled.eventId)).at(-1)!;
+      const { runId } = await env.client.workflowService.resetWorkflowExecution({
+        namespace: 'default',
+        workflowExecution: { workflowId: h.workflowId, runId: (await h.describe()).runId },
+        workflowTaskFinishEventId: taskCompleted.eventId,
+        reason: 'e2e: reset to before 3.1',
+        requestId: randomUUID(),
+      });
+      const reset = env.client.workflow.getHandle(h.workflowId, runId!);
+      const status = await waitForStatus(reset, (s) => s.waitingFor?.gate === 'phase-4', 120_000);
+      expect(status.steps.filter((s) => s.phase === 3).map((s) => s.state)).toEqual(['done', 'done', 'done', 'done', 'done', 'done']);
+      // Phase 3 ran again, and changed nothing: every resource was already gone or disabled.
+      expect(d.sandbox.mutations().slice(before).filter((c) => c.method === 'DELETE' || c.path.endsWith(':disable'))).toEqual([]);
+      await reset.terminate('e2e over');
     } finally {
       await d.close();
     }
