@@ -199,6 +199,13 @@ export interface SeedRunsOptions {
   histogramBins?: number;
   /** First run index, so several calls add distinct runs. */
   offset?: number;
+  /**
+   * Per-epoch keys per run, the 25 built-in ones first. Above 25, extra keys as a real model logs
+   * them: a few unicode ones (val_loss_δ, précision@10, …), one of exactly 250 characters (MLflow's
+   * VARCHAR(250) limit), then layer_{i}/{kernel|bias}/{stat}. Default 25: the store the demo,
+   * e2e and chaos tests were written against.
+   */
+  metrics?: number;
 }
 
 /** A seeded run id: 32 hex characters, as MLflow's uuid4().hex. */
@@ -220,6 +227,21 @@ const PER_EPOCH_KEYS = [
   'gradients/candidate/mean', 'gradients/candidate/std', 'gradients/candidate/norm',
   'recall_at_10', 'val_recall_at_10',
 ];
+/** Unicode keys a trainer really logs: Greek, accents, CJK, an emoji. */
+export const UNICODE_KEYS = ['val_loss_δ', 'précision@10', 'rappel@10', '损失/验证', 'grad_norm_∇', 'score_🚀'];
+/** A key of exactly 250 characters, MLflow's limit (VARCHAR(250) counts characters, not bytes). */
+export const LONG_KEY = ('eval/retrieval/per_segment/' + Array.from({ length: 40 }, (_, i) => `segment_${i}_recall`).join('/')).slice(0, 249) + 'δ';
+
+/** The per-epoch keys of a run that logs `metrics` of them (see SeedRunsOptions.metrics). */
+export function perEpochKeys(metrics: number = PER_EPOCH_KEYS.length): string[] {
+  if (metrics <= PER_EPOCH_KEYS.length) return PER_EPOCH_KEYS.slice(0, Math.max(0, metrics));
+  const extra = [...UNICODE_KEYS, LONG_KEY];
+  for (let layer = 0; extra.length < metrics - PER_EPOCH_KEYS.length; layer++) {
+    for (const part of ['kernel', 'bias']) for (const stat of ['mean', 'std', 'norm']) extra.push(`layer_${layer}/${part}/${stat}`);
+  }
+  return [...PER_EPOCH_KEYS, ...extra.slice(0, metrics - PER_EPOCH_KEYS.length)];
+}
+
 const FINAL_KEYS = ['final_loss', 'final_val_loss', 'test_loss', 'test_recall_at_5', 'test_recall_at_10', 'test_recall_at_50', 'test_recall_at_100'];
 
 /**
@@ -231,7 +253,8 @@ const FINAL_KEYS = ['final_loss', 'final_val_loss', 'test_loss', 'test_recall_at
  *   i % 13 = 4  warmup_lr at steps -1 and 0 (a negative step)
  *   i % 17 = 6  the run is deleted (lifecycle_stage deleted)
  *   i % 9 = 0   param notes is 8000 characters
- * final_/test_ metrics are logged without a step (step 0). Returns the run ids, by index.
+ * final_/test_ metrics are logged without a step (step 0). `metrics` adds per-epoch keys (unicode,
+ * 250 characters, layer_{i}/…); the quirks stay on the built-in keys. Returns the run ids, by index.
  */
 export async function seedMlflowRuns(db: Queryable, opts: SeedRunsOptions): Promise<string[]> {
   const { runs, epochs, seed } = opts;
@@ -263,7 +286,7 @@ export async function seedMlflowRuns(db: Queryable, opts: SeedRunsOptions): Prom
        FROM generate_series($2::int, $2::int + $3::int - 1) AS g(i)
        CROSS JOIN unnest($5::text[]) AS k(key)
        CROSS JOIN generate_series(0, $4::int - 1) AS s(step)`,
-    [...p, PER_EPOCH_KEYS],
+    [...p, perEpochKeys(opts.metrics)],
   );
   // Duplicates: a later timestamp with another value, and the same timestamp with a greater value.
   await db.query(
