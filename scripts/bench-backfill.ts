@@ -1,17 +1,32 @@
-// Backfill throughput: the set-based backfill (one ordered cursor pass per batch, batched
-// UPDATEs) against a naive baseline that asks the store per run and per key, as the seed's REST
-// backfill did, on the same seeded store. DATABASE_URL, else an embedded Postgres.
-//   npm run bench:backfill -- [runs=200] [epochs=50]
+// Backfill throughput against the floor Postgres sets: an ordered COPY of the whole metrics
+// table to /dev/null (the fastest one ordered read can go), then the backfill over the same
+// store through the real activities (planBackfill, then every backfillBatch), measured in one
+// process. Targets: backfill ≥ 50% of the COPY rate, peak RSS ≤ 256 MB at any table size.
+// DATABASE_URL when set, else an embedded Postgres.
+//   npm run bench:backfill -- [--runs 1000] [--metrics 140] [--epochs 50] [--lanes 1]
+// --lanes runs that many batches at once, as the workflow's lanes do (it runs 4).
+import { createWriteStream } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
+import { parseArgs } from 'node:util';
 import { createDatabases } from '../src/adapters/postgres';
-import { backfillRange, planBatches } from '../src/activities/backfill';
+import { copyOut } from '../src/adapters/postgres-streams';
+import { createBackfillActivities, type BackfillBatch } from '../src/activities/backfill';
 import { targetSchema } from '../src/config';
-import { RunHistoryBuilder } from '../src/history/builder';
+import type { StepContext } from '../src/types';
 import { createDatabase, startPostgres } from '../dev/postgres';
 import { createAppTable, createMlflowSchema, seedAppRows, seedMlflowRuns } from '../dev/mlflow-store';
 
+/** Runs per seeding statement, so one INSERT … SELECT never holds the whole table. */
+const SEED_CHUNK = 100;
+
 async function main() {
-  const runs = Number(process.argv[2] ?? 200);
-  const epochs = Number(process.argv[3] ?? 50);
+  const { values } = parseArgs({
+    options: { runs: { type: 'string', default: '1000' }, metrics: { type: 'string', default: '140' }, epochs: { type: 'string', default: '50' }, lanes: { type: 'string', default: '1' } },
+  });
+  const runs = Number(values.runs);
+  const metrics = Number(values.metrics);
+  const epochs = Number(values.epochs);
+  const lanes = Number(values.lanes);
   const server = await startPostgres();
   const mlflowUrl = await createDatabase(server.adminUrl, 'bench_mlflow');
   const appUrl = await createDatabase(server.adminUrl, 'bench_app');
@@ -21,55 +36,63 @@ async function main() {
     buckets: { backup: 'bench-backups' },
     serviceAccount: 'mlflow@bench-project.iam.gserviceaccount.com',
     databases: { mlflow: { urlEnv: 'MLFLOW_DATABASE_URL' }, app: { urlEnv: 'APP_DATABASE_URL' } },
-    data: { batchSize: 100 },
   });
   const mlflow = databases.pool('MLFLOW_DATABASE_URL');
   const app = databases.pool('APP_DATABASE_URL');
   try {
-    console.log(`seeding ${runs} runs × ${epochs} epochs …`);
+    let t0 = performance.now();
+    console.log(`seeding ${runs} runs × ${metrics} metrics × ${epochs} epochs (${(runs * metrics * epochs).toLocaleString('en-US')} points) …`);
     await createMlflowSchema(mlflow);
-    const runIds = await seedMlflowRuns(mlflow, { runs, epochs, seed: 42 });
-    await mlflow.query('ANALYZE');
+    const runIds: string[] = [];
+    for (let offset = 0; offset < runs; offset += SEED_CHUNK) {
+      runIds.push(...(await seedMlflowRuns(mlflow, { runs: Math.min(SEED_CHUNK, runs - offset), epochs, metrics, seed: 42, offset })));
+    }
+    await mlflow.query('VACUUM ANALYZE');
     await createAppTable(app, target.appTable);
     await seedAppRows(app, target.appTable, { runIds });
+    const rows = Number((await mlflow.query('SELECT count(*) FROM metrics')).rows[0].count);
+    console.log(`seeded ${rows.toLocaleString('en-US')} metric rows in ${s(performance.now() - t0)}`);
 
-    // Set-based: what planBackfill + backfillBatch do.
-    let t0 = performance.now();
-    let points = 0;
-    for (const b of await planBatches(databases, target, true)) {
-      points += (await backfillRange(databases, target, { from: b.fromRunId, to: b.toRunId, force: true, histograms: false })).points;
-    }
-    const setMs = performance.now() - t0;
-
-    // Naive: per run, list its keys, then one query per key, then one UPDATE per run.
+    // (a) The floor: one ordered read of every metric row, to /dev/null.
     t0 = performance.now();
-    let naivePoints = 0;
-    for (const runId of runIds) {
-      const b = new RunHistoryBuilder(runId, { histograms: false });
-      const run = (await mlflow.query('SELECT end_time, start_time FROM runs WHERE run_uuid = $1', [runId])).rows[0];
-      b.setTimes(run.end_time === null ? null : Number(run.end_time), run.start_time === null ? null : Number(run.start_time));
-      for (const p of (await mlflow.query('SELECT key, value FROM params WHERE run_uuid = $1', [runId])).rows) b.param(p.key, p.value);
-      for (const p of (await mlflow.query('SELECT key, value FROM tags WHERE run_uuid = $1', [runId])).rows) b.tag(p.key, p.value);
-      const keys = (await mlflow.query('SELECT DISTINCT key FROM metrics WHERE run_uuid = $1', [runId])).rows;
-      for (const { key } of keys) {
-        const { rows } = await mlflow.query('SELECT step, value, is_nan FROM metrics WHERE run_uuid = $1 AND key = $2 ORDER BY step, timestamp, value, is_nan', [runId, key]);
-        for (const r of rows) b.metric(key, Number(r.step), Number(r.value), r.is_nan);
-      }
-      const { history, points: n } = b.build();
-      naivePoints += n;
-      await app.query(`UPDATE ml_platform_quicktest SET training_history_json = $2 WHERE mlflow_run_id = $1`, [runId, JSON.stringify(history)]);
+    const copy = await copyOut(mlflow, 'COPY (SELECT run_uuid, key, step, timestamp, value, is_nan FROM metrics ORDER BY run_uuid, key, step, timestamp) TO STDOUT');
+    try {
+      await pipeline(copy.stream, createWriteStream('/dev/null'));
+      copy.release();
+    } catch (err) {
+      copy.release(err as Error);
+      throw err;
     }
-    const naiveMs = performance.now() - t0;
+    const copyMs = performance.now() - t0;
 
-    const rate = (n: number, ms: number) => Math.round(n / (ms / 1000)).toLocaleString('en-US');
-    console.log(`set-based: ${points} points in ${setMs.toFixed(0)} ms = ${rate(points, setMs)} points/s`);
-    console.log(`naive:     ${naivePoints} points in ${naiveMs.toFixed(0)} ms = ${rate(naivePoints, naiveMs)} points/s`);
-    console.log(`set-based is ${(naiveMs / setMs).toFixed(1)}× faster`);
+    // (b) The backfill, through the activities the workflow calls.
+    const acts = createBackfillActivities(databases);
+    const ctx: StepContext = { migrationId: 'bench', targetName: 'bench', target, dryRun: false, gatesPassed: [], force: true, facts: {} };
+    t0 = performance.now();
+    const batches = (await acts.planBackfill(ctx)).facts!.batches as BackfillBatch[];
+    let points = 0;
+    let next = 0;
+    const lane = async () => {
+      while (next < batches.length) points += Number((await acts.backfillBatch(ctx, batches[next++])).facts!.points);
+    };
+    await Promise.all(Array.from({ length: lanes }, lane));
+    const backfillMs = performance.now() - t0;
+
+    const copyRate = rows / (copyMs / 1000);
+    const backfillRate = points / (backfillMs / 1000);
+    const rssMb = process.resourceUsage().maxRSS / 1024;
+    console.log(`(a) ordered COPY to /dev/null: ${rows.toLocaleString('en-US')} rows in ${s(copyMs)} = ${n(copyRate)} rows/s`);
+    console.log(`(b) backfill, ${batches.length} batch(es) of up to ${target.data.batchSize} runs, ${lanes === 1 ? 'sequential' : `${lanes} lanes`}: ${points.toLocaleString('en-US')} points in ${s(backfillMs)} = ${n(backfillRate)} points/s`);
+    console.log(`(c) backfill / COPY: ${((100 * backfillRate) / copyRate).toFixed(0)}% (target ≥ 50%)`);
+    console.log(`(d) peak RSS: ${rssMb.toFixed(0)} MB (target ≤ 256 MB)`);
   } finally {
     await databases.close();
     await server.stop();
   }
 }
+
+const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+const n = (x: number) => Math.round(x).toLocaleString('en-US');
 
 main().catch((err) => {
   console.error(err);
