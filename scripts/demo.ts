@@ -35,7 +35,10 @@ const say = (line = '') => console.log(line);
 
 async function main(): Promise<void> {
   mkdirSync(dir, { recursive: true });
-  Runtime.install({ logger: new DefaultLogger('WARN') });
+  // The demo owns Ctrl-C: the worker stops first, then everything else, so no server is left behind.
+  Runtime.install({ logger: new DefaultLogger('WARN'), shutdownSignals: [] });
+  const stop = new AbortController();
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => stop.abort());
 
   say('Starting Temporal dev server with its Web UI …');
   const port = await portOr(Number(args.port));
@@ -59,7 +62,7 @@ async function main(): Promise<void> {
   if (args['fail-step']) demoFaults(sandbox, args['fail-step'], deployment.target);
   Object.assign(process.env, { TEMPORAL_ADDRESS: `127.0.0.1:${port}`, ...deployment.workerEnv });
 
-  const worker = runWorker(readWorkerEnv());
+  const worker = runWorker(readWorkerEnv(), { stop: stop.signal });
   if (args.start) {
     const client = new Client({ connection: await Connection.connect({ address: `127.0.0.1:${port}` }) });
     await startMigration(client, { target: 'demo' });
@@ -110,7 +113,7 @@ async function shutdown(code: number): Promise<never> {
   process.exit(code);
 }
 
-// The worker stops itself on SIGINT/SIGTERM; then everything else goes, in reverse order.
+// Ctrl-C stops the worker; then everything else goes, in reverse order.
 main().then(
   () => shutdown(0),
   (err) => {

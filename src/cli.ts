@@ -7,6 +7,7 @@ import { workflowIdFor } from './config';
 import { commands, MigrationInputError, planWorkflowId, RequestRefused, startMigration } from './client';
 import { ConfigError, readWorkerEnv } from './environment';
 import { renderReport } from './report';
+import { userInfo } from 'node:os';
 import { GATE_IDS, type GateId } from './types';
 import type { MigrationResult, MigrationStatus } from './workflows/messages';
 import { connectionOptions, dataConverter } from './temporal-connection';
@@ -39,7 +40,7 @@ function out(data: unknown, human: () => string): void {
 }
 
 function who(opts: { by?: string }): string {
-  return opts.by ?? process.env.USER ?? 'operator';
+  return opts.by ?? process.env.USER ?? userInfo().username;
 }
 
 program

@@ -30,7 +30,8 @@ export function renderReport(status: MigrationStatus, target?: Pick<Target, 'bil
     backups: { backup: fact('0.1'), rawExport: fact('0.6') },
     approvals: status.gates.filter((g) => g.approval).map((g) => ({ gate: g.id, by: g.approval!.by, at: g.approval!.at, comment: g.approval!.comment })),
     problems: status.events.filter((e) => /Blocked|failed|ignored|retry|skip/.test(e.message)).map((e) => `${e.at} ${e.message}`),
-    estimatedMonthlySavingsUsd: target?.billing.estimatedMonthlySavingsUsd,
+    // The CLI renders from status alone: 5.6 keeps the estimate among its facts.
+    estimatedMonthlySavingsUsd: target?.billing.estimatedMonthlySavingsUsd ?? (fact('5.6').estimatedMonthlySavingsUsd as number | undefined),
   };
   const md = [
     `# MLflow decommission: ${json.target}`,
@@ -47,7 +48,7 @@ export function renderReport(status: MigrationStatus, target?: Pick<Target, 'bil
     `| Monthly savings (estimate) | ${json.estimatedMonthlySavingsUsd === undefined ? '—' : `$${json.estimatedMonthlySavingsUsd}`} |`,
     '',
     '## Resources deleted',
-    ...(json.deleted.length ? json.deleted.map((d) => `- ${d.step} ${d.title}: ${d.summary ?? ''}${d.snapshot ? ` (snapshot: ${String(d.snapshot)})` : ''}`) : ['- none']),
+    ...(json.deleted.length ? json.deleted.map((d) => `- ${d.step} ${d.title}: ${d.summary ?? ''}${d.snapshot && !d.summary?.includes(String(d.snapshot)) ? ` (snapshot: ${String(d.snapshot)})` : ''}`) : ['- none']),
     '',
     '## Backups',
     `- SQL export: ${String(fact('0.1').exportUri ?? '—')} (${String(fact('0.1').exportBytes ?? '?')} bytes); Cloud SQL backup run ${String(fact('0.1').backupRunId ?? '—')}`,

@@ -31,9 +31,11 @@ export async function ensureSearchAttributes(env: WorkerEnv): Promise<void> {
   }
 }
 
-export async function runWorker(env: WorkerEnv = readWorkerEnv()): Promise<void> {
+/** Runs until SIGINT/SIGTERM (the SDK's default), or until `stop` aborts (a host such as the demo that owns the signals). */
+export async function runWorker(env: WorkerEnv = readWorkerEnv(), opts: { stop?: AbortSignal } = {}): Promise<void> {
   const config = loadConfigFile(env.MLFLOW_DECOMMISSION_CONFIG);
   await ensureSearchAttributes(env);
+  if (opts.stop?.aborted) return;
   const deps = createDependencies(env, config);
   const connection = await NativeConnection.connect(connectionOptions(env));
   try {
@@ -47,6 +49,7 @@ export async function runWorker(env: WorkerEnv = readWorkerEnv()): Promise<void>
       // SIGINT/SIGTERM stop polling; running activities get this long to finish or heartbeat out.
       shutdownGraceTime: '30 seconds',
     });
+    opts.stop?.addEventListener('abort', () => worker.shutdown(), { once: true });
     console.log(`worker on ${env.TEMPORAL_ADDRESS}, namespace ${env.TEMPORAL_NAMESPACE}, task queue ${env.TEMPORAL_TASK_QUEUE}; targets: ${Object.keys(config.targets).join(', ')}`);
     await worker.run();
   } finally {

@@ -53,7 +53,7 @@ export function createMigrationActivities(deps: MigrationDeps) {
       const report = renderReport(status, ctx.target);
       await deps.objects.write(`${base}.md`, report.markdown, 'text/markdown');
       await deps.objects.write(`${base}.json`, JSON.stringify(report.json, null, 2), 'application/json');
-      return { summary: `completion record at ${base}.md`, actions, facts: { uri: `${base}.md` } };
+      return { summary: `completion record at ${base}.md`, actions, facts: { uri: `${base}.md`, estimatedMonthlySavingsUsd: ctx.target.billing.estimatedMonthlySavingsUsd } };
     },
   };
 }
