@@ -178,6 +178,14 @@ export class Migration {
   }
 
   /** Checkpoint gate: automated checks first, then, where configured, a human's approval. */
+  /** A gate that must wait for a human this time, whatever the approval settings say. */
+  requireApproval(id: GateId, why: string): void {
+    const g = this.gateStatus(id);
+    if (g.requiresApproval) return;
+    g.requiresApproval = true;
+    this.event(`gate ${id} needs approval: ${why}`);
+  }
+
   async gate(id: GateId): Promise<void> {
     const spec = gateSpec(id);
     const g = this.gateStatus(id);

@@ -1,6 +1,6 @@
 // mlflowDecommission: the migration plan (seed 001), phase by phase. Each phase runs its steps
 // in order and ends at its checkpoint gate. The mechanics live in migration.ts.
-import { proxyActivities } from '@temporalio/workflow';
+import { patched, proxyActivities } from '@temporalio/workflow';
 import type { MigrationInput } from '../config';
 import type { StepContext, StepResult } from '../types';
 import { Migration } from './migration';
@@ -72,6 +72,10 @@ async function phase5CostVerificationAndClosure(m: Migration): Promise<void> {
   await m.wait(m.target.bakePeriod, 'Bake period: let a full billing cycle show before checking the bill (5.2)');
   await m.step('5.2');
   await m.step('5.3');
+  // Without a billing export only a human can read the bill (5.2 says where): closure waits for one.
+  if (m.status.facts['5.2'] && (m.status.facts['5.2'] as { consoleFilter?: unknown }).consoleFilter && patched('closure-approval-without-billing-export')) {
+    m.requireApproval('closure', 'no billing export is configured: a human confirms the bill in the console (step 5.2 shows the filter)');
+  }
   await m.gate('closure');
   await m.step('5.4');
   await m.step('5.5');

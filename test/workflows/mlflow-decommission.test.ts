@@ -11,6 +11,7 @@ import { commands, MigrationInputError, startMigration } from '../../src/client'
 import type { MigrationInput } from '../../src/config';
 import { STEPS } from '../../src/workflows/steps';
 import { createMigrationActivities } from '../../src/activities/migration';
+import { defineStep } from '../../src/activities/step';
 import { demoTarget, fakeActivities } from '../support/fake-activities';
 import { startDevServer, waitForStatus, withWorker, workflowBundle } from '../support/temporal';
 
@@ -194,6 +195,21 @@ describe('mlflowDecommission', () => {
       await expect(commands.approve(h, { gate: 'phase-0', by: '' })).rejects.toThrow(/say who approves/);
       await commands.abort(h, { by: 'alice', reason: 'over' });
       await h.result();
+    });
+  });
+
+  it('without a billing export the closure gate waits for a human, even when its approval is switched off', async () => {
+    const consoleFilter = { url: 'https://console.cloud.google.com/billing', project: 'demo-project' };
+    const fakes = fakeActivities(demoTarget({ approvals: { 'phase-0': false, 'phase-2': false, 'phase-4': false, closure: false } }), {
+      checkBilling: defineStep({ plan: async () => [], run: async () => ({ summary: 'confirm the bill in the console', actions: [], facts: { consoleFilter } }) }),
+    });
+    await withWorker(env, fakes.activities, async (tq) => {
+      const h = await start(tq, { target: uniqueTarget(), bakePeriod: '1s' });
+      const s = await waitForStatus(h, (x) => x.waitingFor?.gate === 'closure', 60_000);
+      expect(s.gates.find((g) => g.id === 'closure')?.requiresApproval).toBe(true);
+      expect(s.events.map((e) => e.message)).toContainEqual(expect.stringContaining('gate closure needs approval: no billing export'));
+      await commands.approve(h, { gate: 'closure', by: 'alice', comment: 'console shows $0.00' });
+      expect((await h.result()).outcome).toBe('completed');
     });
   });
 
