@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDeployment } from '../../dev/deployment';
 import { createActivities } from '../../src/activities';
-import { createGcpClients } from '../../src/adapters/gcp/clients';
+import { createGcpClients, isNotFound } from '../../src/adapters/gcp/clients';
 import { createGcsObjectStore } from '../../src/adapters/gcs-object-store';
 import { createDatabases } from '../../src/adapters/postgres';
 import { commands, startMigration } from '../../src/client';
@@ -107,30 +107,19 @@ describe('the real worker', () => {
     }
   });
 
-  it('rolls back after Phase 3: every deleted resource comes back from its snapshot', async () => {
+  it('a full Phase 3 then rollback leaves the deployment as it started, resource by resource', async () => {
     const d = await deployment(10);
     try {
+      const before = await inventory(d);
       const h = await d.start({ approvals: { ...noApprovals, 'phase-4': true } });
       await waitForStatus(h, (s) => s.waitingFor?.gate === 'phase-4', 120_000);
+      const gone = await inventory(d);
+      expect(Object.entries(gone).filter(([, v]) => v !== 'absent').map(([k]) => k)).toEqual(['django-app', 'secret mlflow-db-password', 'secret mlflow-tracking-token']);
       await commands.rollback(h, { by: 'alice', reason: 'e2e' });
       const result = await h.result();
       expect(result.outcome).toBe('rolled-back');
       expect(result.status.compensations.every((c) => c.state === 'done'), JSON.stringify(result.status.compensations)).toBe(true);
-      // Each resource is back, read through the same clients the worker uses.
-      const { project, region } = d.target.gcp;
-      const [service] = await d.gcp.run.getService({ name: `projects/${project}/locations/${region}/services/mlflow-server` });
-      expect(service.labels).toMatchObject({ app: 'mlflow' });
-      const [instance] = await d.gcp.sqlInstances.get({ project, instance: 'mlflow-db' });
-      expect(instance.name).toBe('mlflow-db');
-      await d.gcp.sqlDatabases.get({ project, instance: 'mlflow-db', database: 'mlflow' });
-      expect((await d.gcp.iam.projects.serviceAccounts.get({ name: `projects/${project}/serviceAccounts/${d.target.serviceAccount}` })).data.disabled).toBeFalsy();
-      expect((await d.gcp.storage.bucket('demo-mlflow-artifacts').exists())[0]).toBe(true);
-      const [triggers] = await d.gcp.build.listBuildTriggers({ projectId: project });
-      expect(triggers.map((t) => t.name)).toContain('mlflow-server');
-      for (const secret of d.target.secrets) {
-        const [versions] = await d.gcp.secrets.listSecretVersions({ parent: `projects/${project}/secrets/${secret}` });
-        expect(versions.map((v) => String(v.state)), secret).toEqual(versions.map(() => 'ENABLED'));
-      }
+      expect(await inventory(d)).toEqual(before);
     } finally {
       await d.close();
     }
@@ -164,3 +153,41 @@ describe('the real worker', () => {
     }
   });
 });
+
+/** What an operator would compare, read through the worker's own clients; ids and timestamps GCP assigns anew are left out. */
+async function inventory(d: Awaited<ReturnType<typeof deployment>>): Promise<Record<string, unknown>> {
+  const { project, region } = d.target.gcp;
+  const absentOn404 = async <T>(read: () => Promise<T>): Promise<T | 'absent'> => read().catch((err) => (isNotFound(err) ? 'absent' : Promise.reject(err)));
+  const service = async (name: string) =>
+    absentOn404(async () => {
+      const [s] = await d.gcp.run.getService({ name: `projects/${project}/locations/${region}/services/${name}` });
+      return { labels: s.labels, containers: s.template?.containers?.map((c) => ({ image: c.image, env: c.env })), serviceAccount: s.template?.serviceAccount };
+    });
+  const out: Record<string, unknown> = {
+    'mlflow-server': await service('mlflow-server'),
+    'django-app': await service('django-app'),
+    'mlflow-db': await absentOn404(async () => {
+      const [i] = await d.gcp.sqlInstances.get({ project, instance: 'mlflow-db' });
+      const [db] = await d.gcp.sqlDatabases.get({ project, instance: 'mlflow-db', database: 'mlflow' });
+      return { region: i.region, databaseVersion: i.databaseVersion, tier: i.settings?.tier, labels: i.settings?.userLabels, database: db.name };
+    }),
+    'build trigger': await d.gcp.build.listBuildTriggers({ projectId: project }).then(([ts]) => ts.filter((t) => t.name === 'mlflow-server').map((t) => ({ name: t.name, filename: t.filename, github: t.github })).at(0) ?? 'absent'),
+    'artifacts bucket': await absentOn404(async () => {
+      const bucket = d.gcp.storage.bucket('demo-mlflow-artifacts');
+      const [meta] = await bucket.getMetadata();
+      const [files] = await bucket.getFiles();
+      return { labels: meta.labels, objects: await Promise.all(files.map(async (f) => [f.name, (await f.download())[0].toString('base64')])) };
+    }),
+    'service account': await absentOn404(async () => {
+      const { data } = await d.gcp.iam.projects.serviceAccounts.get({ name: `projects/${project}/serviceAccounts/${d.target.serviceAccount}` });
+      return { email: data.email, uniqueId: data.uniqueId, disabled: !!data.disabled };
+    }),
+  };
+  for (const secret of d.target.secrets) {
+    out[`secret ${secret}`] = await absentOn404(async () => {
+      const [versions] = await d.gcp.secrets.listSecretVersions({ parent: `projects/${project}/secrets/${secret}` });
+      return versions.map((v) => [v.name, String(v.state)]).sort();
+    });
+  }
+  return out;
+}
