@@ -25,6 +25,14 @@ describe('recorded histories', () => {
     expect(files).toEqual(expect.arrayContaining(['approval-path.json', 'rollback-path.json']));
   });
 
+  it('none carries a password, a connection string with one, or a secret value', () => {
+    for (const file of files) {
+      const text = readFileSync(join(dir, file), 'utf8');
+      expect(text, file).not.toMatch(/[a-z]+:\/\/[^\s"/:@]+:[^\s"/@]+@/i);
+      expect(text, file).not.toMatch(/mlflow-(db-password|tracking-token)-v\d|BEGIN PRIVATE KEY|"password"/);
+    }
+  });
+
   it.each(files)('%s replays without nondeterminism', async (file) => {
     const { workflowId, history } = load(file);
     const result = await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, workflowId);
