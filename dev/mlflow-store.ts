@@ -270,7 +270,7 @@ export async function seedMlflowRuns(db: Queryable, opts: SeedRunsOptions): Prom
             CASE WHEN g.i % 17 = 6 THEN 1700000000000 + g.i * 3600000 + 86400000 END, '',
             CASE WHEN g.i % 17 = 6 THEN 'deleted' ELSE 'active' END,
             'gs://mlflow-artifacts/0/' || md5('run-' || $1::text || '-' || g.i) || '/artifacts', 0
-       FROM generate_series($2::int, $2::int + $3::int - 1) AS g(i)`,
+       FROM generate_series($2::bigint, $2::bigint + $3::int - 1) AS g(i)`,
     p,
   );
   await db.query(
@@ -283,7 +283,7 @@ export async function seedMlflowRuns(db: Queryable, opts: SeedRunsOptions): Prom
                  ELSE ${rnd} END,
             1700000000000 + g.i * 3600000 + s.step * 1000, md5('run-' || $1::text || '-' || g.i), s.step,
             (k.key = 'val_loss' AND s.step = 2 AND g.i % 7 = 3)
-       FROM generate_series($2::int, $2::int + $3::int - 1) AS g(i)
+       FROM generate_series($2::bigint, $2::bigint + $3::int - 1) AS g(i)
        CROSS JOIN unnest($5::text[]) AS k(key)
        CROSS JOIN generate_series(0, $4::int - 1) AS s(step)`,
     [...p, perEpochKeys(opts.metrics)],
@@ -292,20 +292,20 @@ export async function seedMlflowRuns(db: Queryable, opts: SeedRunsOptions): Prom
   await db.query(
     `INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan)
      SELECT 'loss', 0.123456, 1700000000000 + g.i * 3600000 + 1000 + 999, md5('run-' || $1::text || '-' || g.i), 1, false
-       FROM generate_series($2::int, $2::int + $3::int - 1) AS g(i) WHERE g.i % 5 = 2 AND $4::int > 1
+       FROM generate_series($2::bigint, $2::bigint + $3::int - 1) AS g(i) WHERE g.i % 5 = 2 AND $4::int > 1
      UNION ALL
      SELECT 'val_loss', 9.5, 1700000000000 + g.i * 3600000, md5('run-' || $1::text || '-' || g.i), 0, false
-       FROM generate_series($2::int, $2::int + $3::int - 1) AS g(i) WHERE g.i % 5 = 2
+       FROM generate_series($2::bigint, $2::bigint + $3::int - 1) AS g(i) WHERE g.i % 5 = 2
      UNION ALL
      SELECT 'warmup_lr', 0.001 * (s.step + 2), 1700000000000 + g.i * 3600000 + s.step, md5('run-' || $1::text || '-' || g.i), s.step, false
-       FROM generate_series($2::int, $2::int + $3::int - 1) AS g(i) CROSS JOIN generate_series(-1, 0) AS s(step) WHERE g.i % 13 = 4`,
+       FROM generate_series($2::bigint, $2::bigint + $3::int - 1) AS g(i) CROSS JOIN generate_series(-1, 0) AS s(step) WHERE g.i % 13 = 4`,
     p,
   );
   // Final metrics, logged without a step.
   await db.query(
     `INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan)
      SELECT k.key, ${rnd}, 1700000000000 + g.i * 3600000 + $4::int * 1000 + 100, md5('run-' || $1::text || '-' || g.i), 0, false
-       FROM generate_series($2::int, $2::int + $3::int - 1) AS g(i)
+       FROM generate_series($2::bigint, $2::bigint + $3::int - 1) AS g(i)
        CROSS JOIN unnest($5::text[]) AS k(key) CROSS JOIN (VALUES (0)) AS s(step)`,
     [...p, FINAL_KEYS],
   );
@@ -314,13 +314,13 @@ export async function seedMlflowRuns(db: Queryable, opts: SeedRunsOptions): Prom
       `INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan)
        SELECT t.kind || '/' || tw.tower || '/hist/bin_' || b.bin, floor(${rnd.replace('k.key', "(t.kind || tw.tower || b.bin)")} * 1000),
               1700000000000 + g.i * 3600000 + s.step * 1000, md5('run-' || $1::text || '-' || g.i), s.step, false
-         FROM generate_series($2::int, $2::int + $3::int - 1) AS g(i)
+         FROM generate_series($2::bigint, $2::bigint + $3::int - 1) AS g(i)
          CROSS JOIN (VALUES ('weights'), ('gradients')) AS t(kind) CROSS JOIN (VALUES ('query'), ('candidate')) AS tw(tower)
          CROSS JOIN generate_series(0, $5::int - 1) AS b(bin) CROSS JOIN generate_series(0, $4::int - 1) AS s(step)
        UNION ALL
        SELECT t.kind || '/' || tw.tower || '/hist/edge_' || e.edge, -1.0 + 2.0 * e.edge / $5::int,
               1700000000000 + g.i * 3600000, md5('run-' || $1::text || '-' || g.i), 0, false
-         FROM generate_series($2::int, $2::int + $3::int - 1) AS g(i)
+         FROM generate_series($2::bigint, $2::bigint + $3::int - 1) AS g(i)
          CROSS JOIN (VALUES ('weights'), ('gradients')) AS t(kind) CROSS JOIN (VALUES ('query'), ('candidate')) AS tw(tower)
          CROSS JOIN generate_series(0, $5::int) AS e(edge)`,
       [...p, bins],
@@ -332,7 +332,7 @@ export async function seedMlflowRuns(db: Queryable, opts: SeedRunsOptions): Prom
                               WHEN 'optimizer' THEN 'adagrad' WHEN 'embedding_dim' THEN (16 * (1 + g.i % 4))::text
                               ELSE left(repeat('long param ' || g.i || ' ', 800), 8000) END,
             md5('run-' || $1::text || '-' || g.i)
-       FROM generate_series($2::int, $2::int + $3::int - 1) AS g(i)
+       FROM generate_series($2::bigint, $2::bigint + $3::int - 1) AS g(i)
        CROSS JOIN (VALUES ('epochs'), ('batch_size'), ('learning_rate'), ('optimizer'), ('embedding_dim'), ('notes')) AS k(key)
       WHERE k.key <> 'notes' OR g.i % 9 = 0`,
     p,
@@ -340,14 +340,14 @@ export async function seedMlflowRuns(db: Queryable, opts: SeedRunsOptions): Prom
   await db.query(
     `INSERT INTO tags (key, value, run_uuid)
      SELECT k.key, CASE k.key WHEN 'mlflow.runName' THEN 'quicktest-' || g.i ELSE 'trainer' END, md5('run-' || $1::text || '-' || g.i)
-       FROM generate_series($2::int, $2::int + $3::int - 1) AS g(i) CROSS JOIN (VALUES ('mlflow.runName'), ('mlflow.user')) AS k(key)`,
+       FROM generate_series($2::bigint, $2::bigint + $3::int - 1) AS g(i) CROSS JOIN (VALUES ('mlflow.runName'), ('mlflow.user')) AS k(key)`,
     [seed, offset, runs],
   );
   // latest_metrics as MLflow maintains it: the greatest (step, timestamp, value) per key.
   await db.query(
     `INSERT INTO latest_metrics (key, value, timestamp, step, is_nan, run_uuid)
      SELECT DISTINCT ON (run_uuid, key) key, value, timestamp, step, is_nan, run_uuid FROM metrics
-      WHERE run_uuid IN (SELECT md5('run-' || $1::text || '-' || g.i) FROM generate_series($2::int, $2::int + $3::int - 1) AS g(i))
+      WHERE run_uuid IN (SELECT md5('run-' || $1::text || '-' || g.i) FROM generate_series($2::bigint, $2::bigint + $3::int - 1) AS g(i))
       ORDER BY run_uuid, key, step DESC, timestamp DESC, value DESC`,
     [seed, offset, runs],
   );
