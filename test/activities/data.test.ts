@@ -34,7 +34,7 @@ describe('data preflight, reference audit and cutover checks', () => {
   it('preflight passes on a reachable store and app table', async () => {
     const checks = await createDataActivities({ databases: w.databases, objects }).preflight(w.ctx());
     expect(checks.filter((c) => !c.ok)).toEqual([]);
-    expect(checks.map((c) => c.name)).toEqual(['mlflow database (MLFLOW_DATABASE_URL)', 'app database (APP_DATABASE_URL)', 'mlflow schema', 'app table']);
+    expect(checks.map((c) => c.name)).toEqual(['mlflow database (MLFLOW_DATABASE_URL)', 'app database (APP_DATABASE_URL)', 'mlflow schema revision', 'mlflow schema', 'app table']);
   });
 
   it('preflight names the env var, never the URL, when a database is unreachable, and lists missing columns', async () => {
