@@ -15,6 +15,9 @@ export async function forEachRowChunk(pool: Pool, sql: string, params: unknown[]
   const client = await pool.connect();
   try {
     await client.query('BEGIN READ ONLY');
+    // Floats as text must round-trip exactly (shortest exact form, Postgres 12+); a server
+    // configured with extra_float_digits = 0 would round them to 15 digits.
+    await client.query('SET LOCAL extra_float_digits = 3');
     await client.query(`DECLARE history_cursor NO SCROLL CURSOR FOR ${sql}`, params);
     for (;;) {
       const { rows } = await client.query(`FETCH ${Number(fetchSize)} FROM history_cursor`);
