@@ -117,6 +117,9 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
       workers.push(worker.child);
     }
     const chaosResult = await finish(() => temporal.client.workflow.getHandle(handle.workflowId), unblock);
+    // The checks read through the same sandbox: they must not meet the chaos themselves.
+    const faultsInjected = chaos.sandbox.faultsInjected;
+    chaos.sandbox.clearFaults();
     const checks = await compare(clean, chaos, cleanResult as MigrationResult, chaosResult, handle);
     const counts = deleteCounts(chaos.sandbox);
     return {
@@ -124,7 +127,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
       serverRestarts,
       connectionsTerminated,
       killPoints,
-      faultsInjected: chaos.sandbox.faultsInjected,
+      faultsInjected,
       blockedRetried: counter.retried,
       pointsVerified: Number((chaosResult.status.facts['0.5'] as { points?: number } | undefined)?.points ?? 0),
       effectsDuplicated: counts.reduce((sum, [, n]) => sum + Math.max(0, n - 1), 0),

