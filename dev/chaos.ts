@@ -164,7 +164,7 @@ function unblocker(log: (line: string) => void) {
     const status = await h.query<MigrationStatus>('status').catch(() => undefined);
     const step = status?.waitingFor?.kind === 'decision' ? status.waitingFor.step : undefined;
     if (!step) return;
-    log(`  step ${step} Blocked (${status?.steps.find((s) => s.id === step)?.error ?? ''}): retry`);
+    log(`  ${status?.waitingFor?.next ?? `${step} Blocked`} → retry`);
     await commands.retry(h, { step, by: 'chaos' }).then(() => counter.retried++, () => undefined);
   };
   return { unblock, counter };
