@@ -14,8 +14,11 @@ import { defineStep } from './step';
 
 /** Runs per UPDATE: big enough to amortise the round trip, small enough to keep memory flat. */
 const FLUSH_EVERY = 50;
-/** Rows per FETCH from the store's cursor: one row per run and key (~50 points each). */
-const FETCH_SIZE = 2_000;
+/** …and at most this many bytes of JSON per UPDATE, so wide runs (140 keys × 50 epochs,
+ * ~150 kB each) do not multiply the worker's memory. */
+const FLUSH_BYTES = 2_000_000;
+/** Rows per FETCH from the store's cursor: one row per run and key (~50 points each, ~1 kB). */
+const FETCH_SIZE = 500;
 
 export interface BackfillBatch {
   index: number;
@@ -107,17 +110,20 @@ export async function backfillRange(
   if (!runIds.length) return outcome;
 
   const seen = new Set<string>();
-  let pending: Array<{ runId: string; json: string }> = [];
+  let pending: string[] = [];
+  const json = new JsonBuffer();
   const flush = async () => {
     if (!pending.length) return;
+    // The documents go as one JSON array in a binary text parameter: no jsonb[] literal to escape.
     await app.query(
       `UPDATE ${t.table} AS a SET ${t.history} = v.h
-         FROM (SELECT unnest($2::text[]) AS run_id, unnest($3::jsonb[]) AS h) AS v
+         FROM (SELECT r.run_id, j.h FROM unnest($2::text[]) WITH ORDINALITY AS r(run_id, n)
+                 JOIN jsonb_array_elements($3::text::jsonb) WITH ORDINALITY AS j(h, n) USING (n)) AS v
         WHERE a.${t.runId} = v.run_id AND a.${t.status} = $1 AND ($4 OR a.${t.history} IS NULL)`,
-      [t.completedStatus, pending.map((p) => p.runId), pending.map((p) => p.json), opts.force],
+      [t.completedStatus, pending, json.take(']'), opts.force],
     );
     outcome.runs += pending.length;
-    outcome.cursor = pending[pending.length - 1].runId;
+    outcome.cursor = pending[pending.length - 1];
     pending = [];
     heartbeat({ runsDone: outcome.runs, runsTotal: runIds.length, points: outcome.points, cursor: outcome.cursor } satisfies BackfillProgress);
   };
@@ -127,9 +133,12 @@ export async function backfillRange(
     if (!builder) return;
     const { history, points } = builder.build();
     outcome.points += points;
-    pending.push({ runId: builder.runUuid, json: JSON.stringify(history) });
+    json.write(pending.length ? ',' : '[');
+    writeJson(json, history);
+    json.cut();
+    pending.push(builder.runUuid);
     builder = undefined;
-    if (pending.length >= FLUSH_EVERY) await flush();
+    if (pending.length >= FLUSH_EVERY || json.bytes >= FLUSH_BYTES) await flush();
   };
 
   const histogramFilter = opts.histograms ? '' : `AND NOT (${HISTOGRAM_KEY_LIKE.map((p) => `key LIKE '${p}'`).join(' OR ')})`;
@@ -172,6 +181,61 @@ export async function backfillRange(
   await flush();
   outcome.missing = runIds.filter((id) => !seen.has(id));
   return outcome;
+}
+
+/**
+ * JSON text gathered as UTF-8 buffers of ~32 kB. A run's document is never one string: V8 puts a
+ * string over 128 kB straight into old space, where a thousand of them pile up between
+ * collections and push the worker's RSS past 256 MB.
+ */
+class JsonBuffer {
+  private parts: Buffer[] = [];
+  private current = '';
+  private cutBytes = 0;
+
+  get bytes(): number {
+    return this.cutBytes + this.current.length;
+  }
+
+  write(s: string): void {
+    this.current += s;
+    if (this.current.length >= 32_768) this.cut();
+  }
+
+  /** Turns what is written so far into a buffer, so no string outlives the run it encodes. */
+  cut(): void {
+    if (!this.current) return;
+    const b = Buffer.from(this.current, 'utf8');
+    this.parts.push(b);
+    this.cutBytes += b.length;
+    this.current = '';
+  }
+
+  /** Everything written, then `last`, as one buffer; empties this. */
+  take(last: string): Buffer {
+    this.write(last);
+    this.cut();
+    const out = Buffer.concat(this.parts, this.cutBytes);
+    this.parts = [];
+    this.cutBytes = 0;
+    return out;
+  }
+}
+
+/** JSON.stringify(value), written piecewise: objects down to `depth` levels, their members whole. */
+function writeJson(out: JsonBuffer, value: unknown, depth = 2): void {
+  if (depth === 0 || value === null || typeof value !== 'object' || Array.isArray(value)) {
+    out.write(JSON.stringify(value));
+    return;
+  }
+  let first = true;
+  for (const [k, v] of Object.entries(value)) {
+    if (v === undefined) continue;
+    out.write(`${first ? '{' : ','}${JSON.stringify(k)}:`);
+    writeJson(out, v, depth - 1);
+    first = false;
+  }
+  out.write(first ? '{}' : '}');
 }
 
 /** A key's points as the query folds them, "step value,…" (NaN for is_nan), into the builder in order. */
