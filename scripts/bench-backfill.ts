@@ -4,6 +4,9 @@
 // process. Targets: backfill ≥ 50% of the COPY rate, peak RSS ≤ 256 MB at any table size.
 // DATABASE_URL when set, else an embedded Postgres.
 //   npm run bench:backfill -- [--runs 1000] [--metrics 140] [--epochs 50] [--lanes 1] [--reuse]
+// The npm script runs node with --max-semi-space-size=8 (V8's young generation capped at 8 MB per
+// semi-space), as the worker should run: by default V8 grows it to 3 × 32 MB under the backfill's
+// allocation rate, ~120 MB of RSS that is garbage. (d) prints the flags it ran with.
 // --lanes runs that many batches at once, as the workflow's lanes do (it runs 4). --reuse keeps
 // the store seeded by an earlier run of the same size (DATABASE_URL only: the embedded one is
 // thrown away).
@@ -95,7 +98,7 @@ async function main() {
     console.log(`(a) ordered COPY to /dev/null: ${rows.toLocaleString('en-US')} rows in ${s(copyMs)} = ${n(copyRate)} rows/s`);
     console.log(`(b) backfill, ${batches.length} batch(es) of up to ${target.data.batchSize} runs, ${lanes === 1 ? 'sequential' : `${lanes} lanes`}: ${points.toLocaleString('en-US')} points in ${s(backfillMs)} = ${n(backfillRate)} points/s`);
     console.log(`(c) backfill / COPY: ${((100 * backfillRate) / copyRate).toFixed(0)}% (target ≥ 50%)`);
-    console.log(`(d) peak RSS: ${mb()} MB (target ≤ 256 MB)`);
+    console.log(`(d) peak RSS: ${mb()} MB (target ≤ 256 MB; node ${process.execArgv.filter((a) => a !== '--import' && !a.includes('tsx')).join(' ') || 'default flags'})`);
   } finally {
     await databases.close();
     await server.stop();
