@@ -1,7 +1,7 @@
 // 0.2 scope and 0.3 backfill: every completed experiment's training history, read from the MLflow
 // store in one ordered pass per batch (a server-side cursor, constant memory per run) and written
 // to the app table in set-based batched UPDATEs. The seed's backfill made ~50 REST calls per run;
-// this makes one query per batch and one UPDATE per FLUSH_EVERY runs.
+// this makes one query per batch and one UPDATE per FLUSH_EVERY runs (or FLUSH_BYTES of JSON).
 import type { Databases } from '../adapters/postgres';
 import { forEachRowChunk, type Row } from '../adapters/postgres-streams';
 import type { Target } from '../config';
@@ -80,7 +80,7 @@ function batchActions(target: Target, batches: BackfillBatch[]): PlannedAction[]
     {
       call: 'postgres.update',
       resource: appResource(target, target.appTable.history),
-      description: `batch ${b.index + 1}: write ${b.runs} runs' training_history_json in UPDATEs of ${FLUSH_EVERY}`,
+      description: `batch ${b.index + 1}: write ${b.runs} runs' training_history_json in UPDATEs of up to ${FLUSH_EVERY}`,
     },
   ]);
 }
