@@ -88,7 +88,10 @@ async function main() {
     let points = 0;
     let next = 0;
     const lane = async () => {
-      while (next < batches.length) points += Number((await acts.backfillBatch(ctx, batches[next++])).facts!.points);
+      while (next < batches.length) {
+        const res = await acts.backfillBatch(ctx, batches[next++]);
+        points += Number(res.facts!.points);
+      }
     };
     await Promise.all(Array.from({ length: lanes }, lane));
     const backfillMs = performance.now() - t0;
