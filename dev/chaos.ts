@@ -98,10 +98,13 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
       if (!activity) continue; // the region is over: the next kills go to the next one
       // Batches are short: kill within one; deletes and the export poll for seconds.
       await sleep(random() * (region.name === 'backfill' ? 300 : 1500));
-      // Before the first backfill kill, cut its database connections too.
+      // Before the first backfill kill, cut the batches' database connections mid-batch, and give the
+      // live worker time to retry them from their heartbeat cursors before it is killed too.
       if (region.name === 'backfill' && connectionsTerminated === 0) {
         const { rowCount } = await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'mlflow-decommission' AND datname = ANY($1)`, [[`${chaos.name}_mlflow`, `${chaos.name}_app`]]);
         connectionsTerminated += rowCount ?? 0;
+        log(`  cut ${rowCount ?? 0} backfill connection(s)`);
+        await sleep(4000);
       }
       worker.child.kill('SIGKILL');
       killPoints.push(`${region.name}: ${activity}`);
