@@ -26,6 +26,7 @@ import { waitForStatus, workflowBundle } from '../support/temporal';
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const shots = join(process.cwd(), 'test-results', 'screenshots');
 const haveChromium = existsSync(CHROMIUM);
+if (!haveChromium && process.env.REQUIRE_CHROMIUM) throw new Error(`no Chromium at ${CHROMIUM}: apt-get install chromium (or set CHROMIUM_PATH); CI requires the browser test`);
 if (!haveChromium) console.warn(`web UI test skipped: no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)`);
 
 describe.skipIf(!haveChromium)('Temporal Web UI', () => {
