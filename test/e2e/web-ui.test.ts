@@ -18,6 +18,7 @@ import { createGcpClients, type GcpClients } from '../../src/adapters/gcp/client
 import { createGcsObjectStore } from '../../src/adapters/gcs-object-store';
 import { createDatabases, type Databases } from '../../src/adapters/postgres';
 import { configFileSchema } from '../../src/config';
+import type { MigrationResult } from '../../src/workflows/messages';
 import { freePort } from '../../dev/postgres';
 import { devServerExecutable } from '../../dev/temporal';
 import { SEARCH_ATTRIBUTES } from '../../src/search-attributes';
@@ -60,7 +61,7 @@ describe.skipIf(!haveChromium)('Temporal Web UI', () => {
     await env?.teardown();
   });
 
-  it('starts a migration from the form, approves gates from the signal dialog, shows a Blocked step, and retries it', async () => {
+  it('starts a migration from the form, approves gates from the signal dialog, shows a Blocked step, retries it, and rolls back', async () => {
     const config = configFileSchema.parse({ targets: { demo: deployment.target } });
     const activities = createActivities({ config, databases, gcp, objects: createGcsObjectStore(gcp.storage) });
     const worker = await Worker.create({ connection: env.nativeConnection, taskQueue: 'mlflow-decommission', workflowBundle: await workflowBundle(), activities });
@@ -107,7 +108,16 @@ describe.skipIf(!haveChromium)('Temporal Web UI', () => {
       await openCurrentDetails(page);
       await expect.poll(() => currentDetails(page), { timeout: 20_000 }).toContain('phase-4');
       await page.screenshot({ path: join(shots, '6-retried-and-on.png'), fullPage: true });
-      await h.terminate('UI test over');
+
+      // Roll back from the UI: every recorded compensation runs, newest first.
+      await sendSignal(page, 'rollback', '{"by": "alice", "reason": "walkthrough"}');
+      const result = (await h.result()) as MigrationResult;
+      expect(result.outcome).toBe('rolled-back');
+      expect(result.status.compensations.map((c) => c.state)).toEqual(result.status.compensations.map(() => 'done'));
+      await page.reload();
+      await openCurrentDetails(page);
+      await expect.poll(() => currentDetails(page), { timeout: 20_000 }).toContain('rolled-back');
+      await page.screenshot({ path: join(shots, '7-rolled-back.png'), fullPage: true });
     });
   });
 });
