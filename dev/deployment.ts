@@ -23,6 +23,8 @@ export interface Deployment {
 export async function createDeployment(opts: {
   adminUrl: string;
   name: string;
+  /** Prefix of the two databases' names (default: the target name), when two deployments share a target name. */
+  databasePrefix?: string;
   dir: string;
   runs?: number;
   epochs?: number;
@@ -30,8 +32,9 @@ export async function createDeployment(opts: {
   operationDelayMs?: number;
 }): Promise<Deployment> {
   mkdirSync(opts.dir, { recursive: true });
-  const mlflowUrl = await createDatabase(opts.adminUrl, `${opts.name}_mlflow`);
-  const appUrl = await createDatabase(opts.adminUrl, `${opts.name}_app`);
+  const prefix = opts.databasePrefix ?? opts.name;
+  const mlflowUrl = await createDatabase(opts.adminUrl, `${prefix}_mlflow`);
+  const appUrl = await createDatabase(opts.adminUrl, `${prefix}_app`);
   const sandbox = await startSandbox({ stateFile: join(opts.dir, 'sandbox-state.json'), operationDelayMs: opts.operationDelayMs });
   const { target } = await seedDemo({ mlflowUrl, appUrl, sandbox, runs: opts.runs, epochs: opts.epochs, batchSize: opts.batchSize });
   const configPath = join(opts.dir, 'mlflow-decommission.config.json');

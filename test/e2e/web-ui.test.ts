@@ -48,7 +48,7 @@ describe.skipIf(!haveChromium)('Temporal Web UI', () => {
     });
     mkdirSync(shots, { recursive: true });
     // The demo's deployment, with 3.1's delete failing (403) until the operator clears the fault.
-    deployment = await createDeployment({ adminUrl: inject('pgAdminUrl'), name: 'demo', dir: mkdtempSync(join(tmpdir(), 'ui-')), runs: 30, epochs: 10, operationDelayMs: 100 });
+    deployment = await createDeployment({ adminUrl: inject('pgAdminUrl'), name: 'demo', databasePrefix: `webui${process.pid}`, dir: mkdtempSync(join(tmpdir(), 'ui-')), runs: 30, epochs: 10, operationDelayMs: 100 });
     demoFaults(deployment.sandbox, '3.1', deployment.target);
     gcp = createGcpClients({ apiEndpoint: deployment.sandbox.url, project: deployment.target.gcp.project });
     databases = createDatabases(deployment.workerEnv);
