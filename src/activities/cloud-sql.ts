@@ -237,6 +237,15 @@ export function createCloudSqlActivities(deps: CloudDeps, opts: CloudSqlOptions 
       if (instance && marker && JSON.stringify(JSON.parse(marker.toString('utf8')).createTime) === JSON.stringify(instance.createTime)) {
         return { summary: `${resource(ctx)} was already recreated and imported`, actions };
       }
+      if (instance) {
+        // The original instance (3.2 stopped before deleting, or was cancelled before it began):
+        // importing the export into it would overwrite live data with an older copy.
+        const body = await deps.objects.read(snapshotOf(ctx));
+        const saved = body ? (JSON.parse(body.toString('utf8')) as Instance) : undefined;
+        if (!saved || JSON.stringify(saved.createTime) === JSON.stringify(instance.createTime)) {
+          return { summary: `${resource(ctx)} was never deleted: nothing to restore, and nothing imported into it`, actions };
+        }
+      }
       if (!instance) {
         const saved = await readSnapshot<Instance>(deps.objects, snapshotOf(ctx), `Cloud SQL instance ${resource(ctx)}`);
         const settings = Object.fromEntries(SETTINGS.filter((k) => saved.settings?.[k] !== undefined).map((k) => [k, saved.settings[k]]));

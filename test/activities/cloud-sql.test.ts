@@ -108,6 +108,19 @@ describe('Cloud SQL activities', () => {
     expect(cloud.sandbox.callsTo('DELETE |PATCH ')).toHaveLength(0);
   });
 
+  it('rolling back a 3.2 that never deleted imports nothing into the live instance', async () => {
+    const { activities: a } = kind();
+    const backup = await a.backupDatabase(context());
+    // Cancelled before it began: no snapshot.
+    expect((await a.restoreMlflowDatabase(context({ facts: { '0.1': backup.facts } }))).summary).toMatch(/never deleted: nothing to restore/);
+    // Snapshot taken, then the delete failed (here: a 403 on the delete itself).
+    cloud.sandbox.addFault({ match: 'DELETE /v1/projects/demo-project/instances/mlflow-db$', status: 403 });
+    await failureOf(a.deleteMlflowDatabase(context({ facts: { '0.1': backup.facts } })));
+    cloud.sandbox.clearFaults();
+    expect((await a.restoreMlflowDatabase(context({ facts: { '0.1': backup.facts } }))).summary).toMatch(/never deleted: nothing to restore/);
+    expect(cloud.sandbox.callsTo('POST /v1/projects/demo-project/instances/mlflow-db/import$')).toHaveLength(0);
+  });
+
   it('restore fails clearly when the export is gone', async () => {
     const { activities: a } = kind();
     await cloud.objects.write(`gs://demo-backups/mlflow-decommission/m-${run}/snapshots/cloud-sql/mlflow-db.json`, JSON.stringify({ region: 'europe-central2', databaseVersion: 'POSTGRES_15', settings: { tier: 'db-f1-micro' } }));
