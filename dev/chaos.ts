@@ -252,7 +252,7 @@ async function compare(clean: Deployment, chaos: Deployment, cleanResult: Migrat
   const gcp = createGcpClients({ apiEndpoint: sb.url, project: chaos.target.gcp.project });
   try {
     const objects = createGcsObjectStore(gcp.storage);
-    const base = `gs://${chaos.target.buckets.backup}/${chaos.target.buckets.prefix}/${handle.workflowId}`;
+    const base = `gs://${chaos.target.buckets.backup}/${chaos.target.buckets.prefix}/${chaosResult.status.migrationId}`;
     const snapshots = await objects.list(`${base}/snapshots/`);
     check('snapshots present', snapshots.length >= 5, snapshots.map((s) => s.uri.split('/snapshots/')[1]).join(', '));
     const manifest = JSON.parse((await objects.read(`${base}/raw/manifest.json`))?.toString() ?? '{"tables":[]}') as { tables: Array<{ table: string; rows: number; sha256: string; uri: string }> };

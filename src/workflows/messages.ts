@@ -119,6 +119,8 @@ export interface MigrationEvent {
 export interface MigrationStatus {
   target: string;
   workflowId: string;
+  /** This migration's folder in the backup bucket (snapshots, exports, the record): workflow ID and start time. */
+  migrationId?: string;
   dryRun: boolean;
   phase: PhaseId | null;
   state: MigrationState;

@@ -12,6 +12,7 @@ import {
   setHandler,
   sleep,
   upsertSearchAttributes,
+  patched,
   workflowInfo,
   type ActivityOptions,
   type SignalDefinition,
@@ -93,7 +94,11 @@ export class Migration {
     const loaded = await loadTarget(this.input.target);
     const target: Target = { ...loaded, bakePeriod: this.input.bakePeriod ?? loaded.bakePeriod, approvals: effectiveApprovals(loaded, this.input) };
     for (const g of this.status.gates) g.requiresApproval = !!target.approvals[g.id];
-    this.ctx = { migrationId: this.status.workflowId, targetName: this.input.target, target, dryRun: this.input.dryRun, gatesPassed: [], force: this.input.force, facts: {} };
+    // One folder per migration run: one started again after a rollback must not find the last one's
+    // export, snapshots or records. Workflow time is replayed from history, so a reset keeps it.
+    const migrationId = patched('migration-folder-per-run') ? `${this.status.workflowId}/${new Date().toISOString().replace(/[:.]/g, '-')}` : this.status.workflowId;
+    this.status.migrationId = migrationId;
+    this.ctx = { migrationId, targetName: this.input.target, target, dryRun: this.input.dryRun, gatesPassed: [], force: this.input.force, facts: {} };
     this.event(`started${this.input.dryRun ? ' (dry run: read-only planning)' : ''} for target ${this.input.target}`);
   }
 

@@ -101,9 +101,11 @@ describe('the real worker', () => {
       for (const match of ['DELETE /v2/.*/services/mlflow-server$', 'DELETE /v1/projects/demo-project/instances/mlflow-db$', 'DELETE /storage/v1/b/demo-mlflow-artifacts$']) {
         expect(d.sandbox.callsTo(match).filter((c) => c.status < 300), match).toHaveLength(1);
       }
-      const snapshots = await d.objects.list(`gs://demo-backups/mlflow-decommission/${h.workflowId}/snapshots/`);
+      const folder = `gs://demo-backups/mlflow-decommission/${result.status.migrationId}`;
+      expect(result.status.migrationId).toMatch(new RegExp(`^${h.workflowId}/\\d{4}-\\d\\d-\\d\\dT`));
+      const snapshots = await d.objects.list(`${folder}/snapshots/`);
       expect(snapshots.length).toBeGreaterThanOrEqual(5);
-      expect(await d.objects.stat(`gs://demo-backups/mlflow-decommission/${h.workflowId}/completion-record.md`)).toBeDefined();
+      expect(await d.objects.stat(`${folder}/completion-record.md`)).toBeDefined();
       // Inputs, results, heartbeat details and errors: nothing secret in the history every UI user reads.
       const events = await h.fetchHistory();
       const history = JSON.stringify(events);
@@ -129,6 +131,13 @@ describe('the real worker', () => {
       expect(result.outcome).toBe('rolled-back');
       expect(result.status.compensations.every((c) => c.state === 'done'), JSON.stringify(result.status.compensations)).toBe(true);
       expect(await inventory(d)).toEqual(before);
+
+      // Fixed and started again: a folder of its own, so 0.1 takes a fresh backup and export.
+      const again = await d.start({ approvals: { ...noApprovals, 'phase-4': true } });
+      const second = await waitForStatus(again, (s) => s.waitingFor?.gate === 'phase-4', 120_000);
+      expect(second.migrationId).not.toBe(result.status.migrationId);
+      expect((second.facts['0.1'] as { exportUri: string }).exportUri).toContain(second.migrationId);
+      await again.terminate('e2e over');
     } finally {
       await d.close();
     }
@@ -138,7 +147,7 @@ describe('the real worker', () => {
     const d = await deployment(10);
     try {
       const h = await d.start({ approvals: { ...noApprovals, 'phase-4': true } });
-      await waitForStatus(h, (s) => s.waitingFor?.gate === 'phase-4', 120_000);
+      const first = await waitForStatus(h, (s) => s.waitingFor?.gate === 'phase-4', 120_000);
       const before = d.sandbox.mutations().length;
       // The workflow task that scheduled 3.1: the UI's Reset picks the same point.
       const events = (await h.fetchHistory()).events!;
@@ -153,6 +162,8 @@ describe('the real worker', () => {
       });
       const reset = env.client.workflow.getHandle(h.workflowId, runId!);
       const status = await waitForStatus(reset, (s) => s.waitingFor?.gate === 'phase-4', 120_000);
+      // Same folder as before the reset, so the snapshots the compensations need are still found.
+      expect(status.migrationId).toBe(first.migrationId);
       expect(status.steps.filter((s) => s.phase === 3).map((s) => s.state)).toEqual(['done', 'done', 'done', 'done', 'done', 'done']);
       // Phase 3 ran again, and changed nothing: every resource was already gone or disabled.
       expect(d.sandbox.mutations().slice(before).filter((c) => c.method === 'DELETE' || c.path.endsWith(':disable'))).toEqual([]);
