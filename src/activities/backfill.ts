@@ -87,7 +87,7 @@ function batchActions(target: Target, batches: BackfillBatch[]): PlannedAction[]
 
 /**
  * The backfill itself: run ids in [from, to] whose cache is empty (every one with force), after
- * `resumeAfter`. Heartbeats { runsDone, runsTotal, points, cursor } after each UPDATE.
+ * `resumeAfter`. Heartbeats { runsDone, runsTotal, points, cursor } after each UPDATE, and every 10 s.
  */
 export async function backfillRange(
   databases: Databases,
@@ -154,31 +154,38 @@ export async function backfillRange(
     UNION ALL SELECT run_uuid, 3, key, string_agg(step || ' ' || CASE WHEN is_nan THEN 'NaN' ELSE value::text END, ',' ORDER BY step, timestamp, value, is_nan), NULL, NULL
       FROM metrics WHERE run_uuid = ANY($1) ${histogramFilter} GROUP BY run_uuid, key
     ORDER BY 1, 2, 3`;
-  await forEachRowChunk(mlflowPool(databases, target), sql, [runIds], FETCH_SIZE, async (rows: Row[]) => {
-    for (const r of rows) {
-      if (builder?.runUuid !== r.run_uuid) {
-        await finish();
-        builder = new RunHistoryBuilder(r.run_uuid, { histograms: opts.histograms });
-        seen.add(r.run_uuid);
+  // Postgres sorts the batch's metrics before the first row arrives, which on a large store can
+  // outlast the heartbeat timeout: keep heartbeating the last committed progress meanwhile.
+  const beat = setInterval(() => heartbeat({ runsDone: outcome.runs, runsTotal: runIds.length, points: outcome.points, cursor: outcome.cursor } satisfies BackfillProgress), 10_000);
+  try {
+    await forEachRowChunk(mlflowPool(databases, target), sql, [runIds], FETCH_SIZE, async (rows: Row[]) => {
+      for (const r of rows) {
+        if (builder?.runUuid !== r.run_uuid) {
+          await finish();
+          builder = new RunHistoryBuilder(r.run_uuid, { histograms: opts.histograms });
+          seen.add(r.run_uuid);
+        }
+        const b = builder!;
+        switch (r.kind) {
+          case 0:
+            b.setTimes(r.end_time === null ? null : Number(r.end_time), r.start_time === null ? null : Number(r.start_time));
+            break;
+          case 1:
+            b.param(r.key, r.text);
+            break;
+          case 2:
+            b.tag(r.key, r.text ?? '');
+            break;
+          default:
+            addPoints(b, r.key, r.text);
+        }
       }
-      const b = builder!;
-      switch (r.kind) {
-        case 0:
-          b.setTimes(r.end_time === null ? null : Number(r.end_time), r.start_time === null ? null : Number(r.start_time));
-          break;
-        case 1:
-          b.param(r.key, r.text);
-          break;
-        case 2:
-          b.tag(r.key, r.text ?? '');
-          break;
-        default:
-          addPoints(b, r.key, r.text);
-      }
-    }
-  });
-  await finish();
-  await flush();
+    });
+    await finish();
+    await flush();
+  } finally {
+    clearInterval(beat);
+  }
   outcome.missing = runIds.filter((id) => !seen.has(id));
   return outcome;
 }
