@@ -70,7 +70,7 @@ export function createDataActivities(deps: DataDeps) {
 /** 0.0, data half: both databases answer, the MLflow schema is one we read, the app table has the configured columns. */
 async function dataPreflight(databases: Databases, target: Target): Promise<CheckResult[]> {
   const checks: CheckResult[] = [];
-  const reach = async (role: 'mlflow' | 'app'): Promise<boolean> => {
+  const reach = async (role: 'mlflow' | 'app'): Promise<CheckResult> => {
     const env = target.databases[role].urlEnv;
     const name = `${role} database (${env})`;
     let result: true | string;
@@ -79,17 +79,19 @@ async function dataPreflight(databases: Databases, target: Target): Promise<Chec
     } catch (err) {
       result = (err as Error).message; // env var unset: the message names it, never a value
     }
-    checks.push({ name, ok: result === true, detail: result === true ? 'reachable' : `cannot connect (${redact(result)}): check the connection string in env var ${env} and the network path` });
-    return result === true;
+    return { name, ok: result === true, detail: result === true ? 'reachable' : `cannot connect (${redact(result)}): check the connection string in env var ${env} and the network path` };
   };
-  const [mlflowUp, appUp] = await Promise.all([reach('mlflow'), reach('app')]);
+  // Probed together, reported in a fixed order.
+  const [mlflowDb, appDb] = await Promise.all([reach('mlflow'), reach('app')]);
+  checks.push(mlflowDb, appDb);
+  const [mlflowUp, appUp] = [mlflowDb.ok, appDb.ok];
   if (mlflowUp) {
     checks.push(await checkMlflowRevision(mlflowPool(databases, target), target.data.acceptMlflowRevisions));
     const missing = await missingColumns(mlflowPool(databases, target), MLFLOW_COLUMNS);
     checks.push({
       name: 'mlflow schema',
       ok: missing.length === 0,
-      detail: missing.length ? `not an MLflow 2.x store we can read: missing ${missing.join(', ')}` : `tables ${Object.keys(MLFLOW_COLUMNS).join(', ')} have the expected columns`,
+      detail: missing.length ? `not an MLflow store we can read: missing ${missing.join(', ')}` : `tables ${Object.keys(MLFLOW_COLUMNS).join(', ')} have the expected columns`,
     });
   }
   if (appUp) {
