@@ -123,7 +123,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
     // The checks read through the same sandbox: they must not meet the chaos themselves.
     const faultsInjected = chaos.sandbox.faultsInjected;
     chaos.sandbox.clearFaults();
-    const checks = await compare(clean, chaos, cleanResult as MigrationResult, chaosResult, handle);
+    const checks = await compare(clean, chaos, cleanResult as MigrationResult, chaosResult);
     const counts = deleteCounts(chaos.sandbox);
     return {
       kills: killPoints.length,
@@ -222,7 +222,7 @@ async function pastRegion(pending: Array<{ activityType?: { name?: string | null
   return (now !== undefined && target !== undefined && idx(now) > idx(target)) || pending.some((a) => laterSteps.test(a.activityType?.name ?? ''));
 }
 
-async function compare(clean: Deployment, chaos: Deployment, cleanResult: MigrationResult, chaosResult: MigrationResult, handle: WorkflowHandle): Promise<CheckResult[]> {
+async function compare(clean: Deployment, chaos: Deployment, cleanResult: MigrationResult, chaosResult: MigrationResult): Promise<CheckResult[]> {
   const checks: CheckResult[] = [];
   const check = (name: string, ok: boolean, detail: string) => checks.push({ name, ok, detail });
   check('migration completed', chaosResult.outcome === 'completed', `outcome ${chaosResult.outcome}`);

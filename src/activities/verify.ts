@@ -6,7 +6,7 @@ import type { Databases } from '../adapters/postgres';
 import { forEachRowChunk, type Row } from '../adapters/postgres-streams';
 import type { Target } from '../config';
 import { ErrorType, fail } from '../errors';
-import { HISTOGRAM_KEY_LIKE, placeKeys, type Placement } from '../history/categorise';
+import { HISTOGRAM_KEY_LIKE, placeKeys, slotOf, type Placement } from '../history/categorise';
 import { decodeValue, encodeStoredValue, sameValue } from '../history/encoding';
 import type { StepResult } from '../types';
 import { appPool, appResource, completedWithRun, mlflowPool, mlflowResource } from './app-table';
@@ -137,7 +137,7 @@ function compareCache(runId: string, appId: number, h: any, store: Map<string, A
   const expectedSlots = new Set<string>();
   for (const [key, p] of placements) {
     const points = store.get(key)!;
-    expectedSlots.add(slot(p));
+    expectedSlots.add(slotOf(p));
     const actual = cachedPoints(h, epochs, p);
     if (actual === undefined) {
       bad(key, `missing from the cache (${describePlacement(p)})`);
@@ -201,19 +201,6 @@ function cachedPoints(h: any, epochs: number[], p: Placement): Array<[number, nu
   }
 }
 
-function slot(p: Placement): string {
-  switch (p.kind) {
-    case 'final':
-      return `final_metrics/${p.name}`;
-    case 'series':
-      return `${p.section}/${p.name}`;
-    case 'tower-series':
-      return `${p.section}/${p.tower}/${p.stat}`;
-    case 'histogram':
-      return `${p.section}/${p.tower}/histogram`;
-  }
-}
-
 /** Every series slot a cache holds, to catch series the store does not have. */
 function cachedSlots(h: any): string[] {
   const out: string[] = [];
@@ -228,7 +215,7 @@ function cachedSlots(h: any): string[] {
 }
 
 function describePlacement(p: Placement): string {
-  return `expected at ${slot(p)}`;
+  return `expected at ${slotOf(p)}`;
 }
 
 export function createVerifyActivities(databases: Databases) {

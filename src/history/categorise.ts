@@ -50,15 +50,17 @@ export function placeKeys(keys: Iterable<string>): Map<string, Placement> {
   const taken = new Set<string>();
   for (const key of [...keys].sort()) {
     let p = placeMetric(key);
-    const slot = slotOf(p);
+    // Bins and edges of one tower share the histogram object by design.
+    const slot = p.kind === 'histogram' ? undefined : slotOf(p);
     if (slot !== undefined && taken.has(slot)) p = { kind: 'series', section: 'other', name: key };
-    if (slot !== undefined) taken.add(slotOf(p)!);
+    if (slot !== undefined) taken.add(slotOf(p));
     out.set(key, p);
   }
   return out;
 }
 
-function slotOf(p: Placement): string | undefined {
+/** Where a placement lands in the document, e.g. "loss/val_loss" or "weight_stats/query/mean". */
+export function slotOf(p: Placement): string {
   switch (p.kind) {
     case 'final':
       return `final_metrics/${p.name}`;
@@ -67,7 +69,7 @@ function slotOf(p: Placement): string | undefined {
     case 'tower-series':
       return `${p.section}/${p.tower}/${p.stat}`;
     case 'histogram':
-      return undefined; // bins and edges of one tower share the histogram object by design
+      return `${p.section}/${p.tower}/histogram`;
   }
 }
 

@@ -1,11 +1,11 @@
 // 5.2 against the sandbox's BigQuery, through the real @google-cloud/bigquery client.
-import { ApplicationFailure } from '@temporalio/common';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createBillingActivities } from '../../src/activities/billing';
 import { GATE_IDS, type StepContext } from '../../src/types';
 import { seedBillingRows } from '../../sandbox/services/bigquery';
 import { useSandbox } from '../support/cloud';
 import { demoTarget } from '../support/fake-activities';
+import { failureOf } from '../support/failures';
 
 const cloud = useSandbox();
 const TABLE = 'demo-project.billing.gcp_billing_export_resource_v1_0000';
@@ -16,12 +16,6 @@ function context(over: Partial<StepContext> = {}, exportTable: string | null = T
   return { migrationId: 'billing-test', targetName: 'demo', target, dryRun: false, gatesPassed: [...GATE_IDS], force: false, facts: { deletedAt: DELETED_AT }, ...over };
 }
 const billing = () => createBillingActivities({ gcp: cloud.gcp, objects: cloud.objects });
-async function failureOf(p: Promise<unknown>): Promise<ApplicationFailure> {
-  const err = await p.then(() => undefined, (e: unknown) => e);
-  expect(err).toBeInstanceOf(ApplicationFailure);
-  return err as ApplicationFailure;
-}
-
 describe('billing check (5.2)', () => {
   beforeAll(() => {
     seedBillingRows(cloud.sandbox, {

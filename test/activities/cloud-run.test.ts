@@ -6,6 +6,7 @@ import { createCloudRunActivities } from '../../src/activities/cloud-run';
 import type { GateId, StepContext } from '../../src/types';
 import { demoTarget } from '../support/fake-activities';
 import { useSandbox } from '../support/cloud';
+import { failureOf } from '../support/failures';
 
 const cloud = useSandbox();
 const target = demoTarget();
@@ -39,15 +40,6 @@ beforeEach(() => {
     ],
   });
 });
-
-async function failureOf(p: Promise<unknown>): Promise<ApplicationFailure> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(ApplicationFailure);
-  return err as ApplicationFailure;
-}
 
 describe('Cloud Run activities', () => {
   it('3.1 snapshots then deletes; restore recreates the same spec', async () => {

@@ -1,5 +1,4 @@
 import { gunzipSync } from 'node:zlib';
-import { ApplicationFailure } from '@temporalio/common';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { cloudSqlService, seedSqlInstance } from '../../sandbox/services/cloud-sql';
 import { seedBucket } from '../../sandbox/services/storage';
@@ -7,6 +6,7 @@ import { createCloudSqlActivities } from '../../src/activities/cloud-sql';
 import type { GateId, StepContext } from '../../src/types';
 import { demoTarget } from '../support/fake-activities';
 import { useSandbox } from '../support/cloud';
+import { failureOf } from '../support/failures';
 
 const cloud = useSandbox();
 const target = demoTarget();
@@ -18,15 +18,6 @@ function context(overrides: Partial<StepContext> = {}): StepContext {
 }
 const kind = () => createCloudSqlActivities({ gcp: cloud.gcp, objects: cloud.objects }, { pollIntervalMs: 20 });
 const sql = () => cloud.sandbox.state.cloudSql as { instances: Record<string, any>; databases: Record<string, string[]>; backupRuns: Record<string, any[]>; finalBackups: any[] };
-
-async function failureOf(p: Promise<unknown>): Promise<ApplicationFailure> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(ApplicationFailure);
-  return err as ApplicationFailure;
-}
 
 beforeEach(() => {
   run++;

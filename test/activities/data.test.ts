@@ -1,18 +1,9 @@
-import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabases } from '../../src/adapters/postgres';
 import { createDataActivities } from '../../src/activities/data';
 import { createDataWorld, type DataWorld } from '../fixtures/mlflow-store';
 import { MemoryObjectStore } from '../support/memory-object-store';
-
-async function failureOf(p: Promise<unknown>): Promise<ApplicationFailure> {
-  try {
-    await p;
-  } catch (err) {
-    return err as ApplicationFailure;
-  }
-  throw new Error('expected a failure');
-}
+import { failureOf } from '../support/failures';
 
 describe('data preflight, reference audit and cutover checks', () => {
   let w: DataWorld;

@@ -1,4 +1,3 @@
-import { ApplicationFailure } from '@temporalio/common';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { ageDeletedServiceAccount, iamService, seedServiceAccount } from '../../sandbox/services/iam';
 import { seedBucket } from '../../sandbox/services/storage';
@@ -6,6 +5,7 @@ import { createIamActivities } from '../../src/activities/iam';
 import type { GateId, StepContext } from '../../src/types';
 import { demoTarget } from '../support/fake-activities';
 import { useSandbox } from '../support/cloud';
+import { failureOf } from '../support/failures';
 
 const cloud = useSandbox();
 const target = demoTarget();
@@ -17,15 +17,6 @@ function context(overrides: Partial<StepContext> = {}): StepContext {
 }
 const kind = () => createIamActivities({ gcp: cloud.gcp, objects: cloud.objects });
 const accounts = () => cloud.sandbox.state.iam.accounts as Record<string, any>;
-
-async function failureOf(p: Promise<unknown>): Promise<ApplicationFailure> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(ApplicationFailure);
-  return err as ApplicationFailure;
-}
 
 beforeEach(() => {
   run++;

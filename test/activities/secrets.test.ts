@@ -8,6 +8,7 @@ import { seedBucket } from '../../sandbox/services/storage';
 import { seedSecret } from '../../sandbox/services/secret-manager';
 import { useSandbox } from '../support/cloud';
 import { demoTarget } from '../support/fake-activities';
+import { failureOf } from '../support/failures';
 
 const cloud = useSandbox();
 const SECRET = 'projects/demo-project/secrets/MLFLOW_DB_PASSWORD';
@@ -20,12 +21,6 @@ const versionStates = async (name = SECRET) => {
   const [versions] = await cloud.gcp.secrets.listSecretVersions({ parent: name });
   return Object.fromEntries(versions.map((v) => [v.name!.split('/').pop(), String(v.state)]));
 };
-async function failureOf(p: Promise<unknown>): Promise<ApplicationFailure> {
-  const err = await p.then(() => undefined, (e: unknown) => e);
-  expect(err).toBeInstanceOf(ApplicationFailure);
-  return err as ApplicationFailure;
-}
-
 describe('secrets activities', () => {
   beforeAll(async () => {
     seedBucket(cloud.sandbox, { name: 'demo-backups' });

@@ -1,23 +1,14 @@
-import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBackfillActivities, type BackfillBatch } from '../../src/activities/backfill';
 import { createHistogramActivities } from '../../src/activities/histograms';
 import { createVerifyActivities } from '../../src/activities/verify';
 import { createDataWorld, type DataWorld } from '../fixtures/mlflow-store';
+import { failureOf } from '../support/failures';
 
 async function backfillAll(w: DataWorld, force = false) {
   const acts = createBackfillActivities(w.databases);
   const ctx = w.ctx({ force });
   for (const b of (await acts.planBackfill(ctx)).facts!.batches as BackfillBatch[]) await acts.backfillBatch(ctx, b);
-}
-
-async function failureOf(p: Promise<unknown>): Promise<ApplicationFailure> {
-  try {
-    await p;
-  } catch (err) {
-    return err as ApplicationFailure;
-  }
-  throw new Error('expected a failure');
 }
 
 describe('verify (0.5)', () => {
