@@ -123,7 +123,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
     // The checks read through the same sandbox: they must not meet the chaos themselves.
     const faultsInjected = chaos.sandbox.faultsInjected;
     chaos.sandbox.clearFaults();
-    const checks = await compare(clean, chaos, cleanResult as MigrationResult, chaosResult);
+    const { checks, rowsLost } = await compare(clean, chaos, cleanResult as MigrationResult, chaosResult);
     const counts = deleteCounts(chaos.sandbox);
     return {
       kills: killPoints.length,
@@ -134,7 +134,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
       blockedRetried: counter.retried,
       pointsVerified: Number((chaosResult.status.facts['0.5'] as { points?: number } | undefined)?.points ?? 0),
       effectsDuplicated: counts.reduce((sum, [, n]) => sum + Math.max(0, n - 1), 0),
-      rowsLost: Number(checks.find((c) => c.name === 'app DB equals the clean run')?.detail.match(/rows differ: (\d+)/)?.[1] ?? 0),
+      rowsLost,
       checks,
       seconds: (Date.now() - began) / 1000,
     };
@@ -222,7 +222,7 @@ async function pastRegion(pending: Array<{ activityType?: { name?: string | null
   return (now !== undefined && target !== undefined && idx(now) > idx(target)) || pending.some((a) => laterSteps.test(a.activityType?.name ?? ''));
 }
 
-async function compare(clean: Deployment, chaos: Deployment, cleanResult: MigrationResult, chaosResult: MigrationResult): Promise<CheckResult[]> {
+async function compare(clean: Deployment, chaos: Deployment, cleanResult: MigrationResult, chaosResult: MigrationResult): Promise<{ checks: CheckResult[]; rowsLost: number }> {
   const checks: CheckResult[] = [];
   const check = (name: string, ok: boolean, detail: string) => checks.push({ name, ok, detail });
   check('migration completed', chaosResult.outcome === 'completed', `outcome ${chaosResult.outcome}`);
@@ -238,6 +238,7 @@ async function compare(clean: Deployment, chaos: Deployment, cleanResult: Migrat
     }
   };
   const [a, b] = await Promise.all([histories(clean.appUrl), histories(chaos.appUrl)]);
+  // A row missing from the chaos run, or whose history differs from the clean run's, is a row lost.
   const differ = a.filter((row, i) => b[i]?.id !== row.id || b[i]?.h !== row.h).map((r) => r.id);
   check('app DB equals the clean run', a.length === b.length && differ.length === 0, differ.length ? `rows differ: ${differ.length} (ids ${differ.slice(0, 10).join(', ')})` : `${a.length} rows identical`);
 
@@ -265,7 +266,7 @@ async function compare(clean: Deployment, chaos: Deployment, cleanResult: Migrat
   } finally {
     await gcp.close();
   }
-  return checks;
+  return { checks, rowsLost: differ.length };
 }
 
 function sleep(ms: number) {
