@@ -1,13 +1,20 @@
-// The chaos run behind `npm run chaos` and its smaller CI test: one clean migration and one whose
-// worker is SIGKILLed at random points (restarted each time), whose Temporal server restarts
-// mid-phase and whose backfill connections are terminated; then the two are compared.
+// npm run chaos, and its smaller CI test (runChaos): one clean migration and one whose worker is
+// SIGKILLed at random points (restarted each time), whose Temporal server restarts mid-phase,
+// whose backfill connections are terminated and whose GCP calls meet faults; then the two are
+// compared. Prints a summary table; exits non-zero when a check fails.
+//   --kills 20   SIGKILLs, spread over the backfill (0.3), the export (0.6) and the Phase 3 deletes
+//   --runs 200   MLflow runs to seed
+//   --seed 1     the random kill points
+//   --fault-rate 0.03  chance of a 503, a 429, a slow answer (and a fifth of it, a hang) per GCP request
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
 import type { WorkflowHandle } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
 import pg from 'pg';
 import { createGcpClients } from '../src/adapters/gcp/clients';
 import { createGcsObjectStore } from '../src/adapters/gcs-object-store';
@@ -16,7 +23,7 @@ import { SEARCH_ATTRIBUTES } from '../src/search-attributes';
 import type { CheckResult } from '../src/types';
 import type { MigrationResult, MigrationStatus } from '../src/workflows/messages';
 import { createDeployment, type Deployment } from './deployment';
-import { freePort } from './postgres';
+import { freePort, startPostgres } from './postgres';
 import { devServerExecutable } from './temporal';
 
 export interface ChaosOptions {
@@ -284,3 +291,38 @@ function mulberry32(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+async function main() {
+  const { values: args } = parseArgs({
+    options: {
+      kills: { type: 'string', default: '20' },
+      runs: { type: 'string', default: '200' },
+      seed: { type: 'string', default: '1' },
+      'fault-rate': { type: 'string', default: '0.03' },
+    },
+  });
+  Runtime.install({ logger: new DefaultLogger('ERROR') });
+  const pg = await startPostgres();
+  try {
+    const summary = await runChaos({ adminUrl: pg.adminUrl, kills: Number(args.kills), runs: Number(args.runs), seed: Number(args.seed), faultRate: Number(args['fault-rate']), log: console.log });
+    console.table(summary.checks.map((c) => ({ check: c.name, result: c.ok ? 'ok' : 'FAILED', detail: c.detail })));
+    console.table([
+      {
+        'kills survived': summary.kills,
+        'Temporal restarts': summary.serverRestarts,
+        'connections cut': summary.connectionsTerminated,
+        'faults injected': summary.faultsInjected,
+        'Blocked, retried': summary.blockedRetried,
+        'points verified': summary.pointsVerified,
+        'effects duplicated': summary.effectsDuplicated,
+        'rows lost': summary.rowsLost,
+        seconds: Math.round(summary.seconds),
+      },
+    ]);
+    process.exitCode = summary.checks.every((c) => c.ok) ? 0 : 1;
+  } finally {
+    await pg.stop();
+  }
+}
+
+if (require.main === module) void main();

@@ -3,14 +3,14 @@
 // and an MLflow store with the Django app table beside it.
 import pg from 'pg';
 import type { z } from 'zod';
-import type { Sandbox } from '../sandbox';
-import { seedBillingRows } from '../sandbox/services/bigquery';
-import { seedBuildTrigger } from '../sandbox/services/cloud-build';
-import { seedCloudRunService } from '../sandbox/services/cloud-run';
-import { seedSqlInstance } from '../sandbox/services/cloud-sql';
-import { seedServiceAccount } from '../sandbox/services/iam';
-import { seedSecret } from '../sandbox/services/secret-manager';
-import { seedBucket } from '../sandbox/services/storage';
+import type { Sandbox } from './sandbox';
+import { seedBillingRows } from './sandbox/services/bigquery';
+import { seedBuildTrigger } from './sandbox/services/cloud-build';
+import { seedCloudRunService } from './sandbox/services/cloud-run';
+import { seedSqlInstance } from './sandbox/services/cloud-sql';
+import { seedServiceAccount } from './sandbox/services/iam';
+import { seedSecret } from './sandbox/services/secret-manager';
+import { seedBucket } from './sandbox/services/storage';
 import { targetSchema } from '../src/config';
 import { createAppTable, createMlflowSchema, seedAppRows, seedMlflowRuns } from './mlflow-store';
 

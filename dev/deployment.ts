@@ -3,7 +3,7 @@
 // end-to-end tests and the chaos script.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startSandbox, type Sandbox } from '../sandbox';
+import { startSandbox, type Sandbox } from './sandbox';
 import { configFileSchema, type Target } from '../src/config';
 import { seedDemo } from './demo-data';
 import { createDatabase } from './postgres';

@@ -1,7 +1,13 @@
-// The remote codec protocol the Temporal UI and CLI speak: POST /encode and /decode with
+// A codec server for the Temporal Web UI and CLI (`--ui-codec-endpoint` / `--codec-endpoint`): it
+// decrypts payloads for display with the same keys as the worker. Run it next to the UI only.
+//   MLFLOW_DECOMMISSION_CODEC_KEYS=… npm run codec-server -- --port 8888 --origin http://localhost:8233
+// The remote codec protocol: POST /encode and /decode with
 // {"payloads": [{metadata: {k: base64}, data: base64}]}; CORS for the UI's origin.
 import { createServer, type Server } from 'node:http';
+import { parseArgs } from 'node:util';
 import type { Payload, PayloadCodec } from '@temporalio/common';
+import { AesGcmCodec } from './codec';
+import { readWorkerEnv } from './environment';
 
 interface JsonPayload {
   metadata?: Record<string, string>;
@@ -40,3 +46,15 @@ export async function startCodecServer(codec: PayloadCodec, opts: { port: number
   const { port } = server.address() as { port: number };
   return { url: `http://127.0.0.1:${port}`, server };
 }
+
+function main(): void {
+  const { values } = parseArgs({ options: { port: { type: 'string', default: '8888' }, origin: { type: 'string', default: 'http://localhost:8233' } } });
+  const codec = AesGcmCodec.fromEnv(readWorkerEnv().MLFLOW_DECOMMISSION_CODEC_KEYS);
+  if (!codec) {
+    console.error('set MLFLOW_DECOMMISSION_CODEC_KEYS (the worker\'s keys) first');
+    process.exit(2);
+  }
+  void startCodecServer(codec, { port: Number(values.port), origin: values.origin }).then((s) => console.log(`codec server on ${s.url} for ${values.origin}`));
+}
+
+if (require.main === module) main();

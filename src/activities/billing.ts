@@ -22,7 +22,7 @@ export interface BillingLine {
   last_usage: string;
 }
 
-/** The query's first line; the sandbox (sandbox/services/bigquery.ts) recognises the query by it. */
+/** The query's first line; the sandbox (dev/sandbox/services/bigquery.ts) recognises the query by it. */
 export const BILLING_QUERY_MARKER = '-- mlflow-decommission:billing-since-deletion';
 
 /**

@@ -2,7 +2,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createBillingActivities } from '../../src/activities/billing';
 import { GATE_IDS, type StepContext } from '../../src/types';
-import { seedBillingRows } from '../../sandbox/services/bigquery';
+import { seedBillingRows } from '../../dev/sandbox/services/bigquery';
 import { useSandbox } from '../support/cloud';
 import { demoTarget } from '../support/fake-activities';
 import { failureOf } from '../support/failures';

@@ -1,7 +1,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { cloudBuildService, seedBuildTrigger } from '../../sandbox/services/cloud-build';
-import { seedBucket } from '../../sandbox/services/storage';
+import { cloudBuildService, seedBuildTrigger } from '../../dev/sandbox/services/cloud-build';
+import { seedBucket } from '../../dev/sandbox/services/storage';
 import { createCloudBuildActivities } from '../../src/activities/cloud-build';
 import type { GateId, StepContext } from '../../src/types';
 import { demoTarget } from '../support/fake-activities';

@@ -1,7 +1,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { seedCloudRunService, cloudRunService } from '../../sandbox/services/cloud-run';
-import { seedBucket } from '../../sandbox/services/storage';
+import { seedCloudRunService, cloudRunService } from '../../dev/sandbox/services/cloud-run';
+import { seedBucket } from '../../dev/sandbox/services/storage';
 import { createCloudRunActivities } from '../../src/activities/cloud-run';
 import type { GateId, StepContext } from '../../src/types';
 import { demoTarget } from '../support/fake-activities';

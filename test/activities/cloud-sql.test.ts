@@ -1,7 +1,7 @@
 import { gunzipSync } from 'node:zlib';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { cloudSqlService, seedSqlInstance } from '../../sandbox/services/cloud-sql';
-import { seedBucket } from '../../sandbox/services/storage';
+import { cloudSqlService, seedSqlInstance } from '../../dev/sandbox/services/cloud-sql';
+import { seedBucket } from '../../dev/sandbox/services/storage';
 import { createCloudSqlActivities } from '../../src/activities/cloud-sql';
 import type { GateId, StepContext } from '../../src/types';
 import { demoTarget } from '../support/fake-activities';

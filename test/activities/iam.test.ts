@@ -1,6 +1,6 @@
 import { beforeEach, describe, expect, it } from 'vitest';
-import { ageDeletedServiceAccount, iamService, seedServiceAccount } from '../../sandbox/services/iam';
-import { seedBucket } from '../../sandbox/services/storage';
+import { ageDeletedServiceAccount, iamService, seedServiceAccount } from '../../dev/sandbox/services/iam';
+import { seedBucket } from '../../dev/sandbox/services/storage';
 import { createIamActivities } from '../../src/activities/iam';
 import type { GateId, StepContext } from '../../src/types';
 import { demoTarget } from '../support/fake-activities';

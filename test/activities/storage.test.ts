@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { createStorageActivities } from '../../src/activities/storage';
 import { snapshotUri } from '../../src/activities/cloud-common';
 import { GATE_IDS, type StepContext } from '../../src/types';
-import { seedBucket } from '../../sandbox/services/storage';
+import { seedBucket } from '../../dev/sandbox/services/storage';
 import { useSandbox } from '../support/cloud';
 import { demoTarget } from '../support/fake-activities';
 

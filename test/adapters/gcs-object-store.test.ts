@@ -8,8 +8,8 @@ import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createGcpClients, type GcpClients } from '../../src/adapters/gcp/clients';
 import { createGcsObjectStore } from '../../src/adapters/gcs-object-store';
-import { Sandbox } from '../../sandbox/server';
-import { seedBucket, storageService } from '../../sandbox/services/storage';
+import { Sandbox } from '../../dev/sandbox/server';
+import { seedBucket, storageService } from '../../dev/sandbox/services/storage';
 
 describe('GCS object store', () => {
   const stateFile = join(mkdtempSync(join(tmpdir(), 'gcs-store-')), 'state.json');

@@ -10,7 +10,7 @@ import type { MigrationStatus } from '../../src/workflows/messages';
 describe('npm run demo', () => {
   it('starts everything with a migration waiting at its first gate, and Ctrl-C leaves nothing running', { timeout: 300_000 }, async () => {
     const [port, uiPort] = [await freePort(), await freePort()];
-    const demo = spawn(process.execPath, ['--import', 'tsx', 'scripts/demo.ts', '--start', '--runs', '10', '--port', String(port), '--ui-port', String(uiPort)], {
+    const demo = spawn(process.execPath, ['--import', 'tsx', 'dev/demo.ts', '--start', '--runs', '10', '--port', String(port), '--ui-port', String(uiPort)], {
       // The shared test server instead of a second embedded Postgres.
       env: { ...process.env, DATABASE_URL: inject('pgAdminUrl') },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -17,7 +17,7 @@ import { createGcsObjectStore } from '../../src/adapters/gcs-object-store';
 import { createDatabases } from '../../src/adapters/postgres';
 import { commands, startMigration } from '../../src/client';
 import { configFileSchema } from '../../src/config';
-import type { Sandbox } from '../../sandbox';
+import type { Sandbox } from '../../dev/sandbox';
 import { startDevServer, waitForStatus, workflowBundle } from '../support/temporal';
 
 let env: TestWorkflowEnvironment;

@@ -3,7 +3,7 @@ import { afterAll, beforeAll } from 'vitest';
 import { createGcpClients, type GcpClients } from '../../src/adapters/gcp/clients';
 import { createGcsObjectStore } from '../../src/adapters/gcs-object-store';
 import type { ObjectStore } from '../../src/ports';
-import { startSandbox, type Sandbox } from '../../sandbox';
+import { startSandbox, type Sandbox } from '../../dev/sandbox';
 
 export interface CloudFixture {
   sandbox: Sandbox;

@@ -19,8 +19,8 @@ import { copyOut } from '../src/adapters/postgres-streams';
 import { createBackfillActivities, type BackfillBatch } from '../src/activities/backfill';
 import { targetSchema } from '../src/config';
 import type { StepContext } from '../src/types';
-import { createDatabase, startPostgres } from '../dev/postgres';
-import { createAppTable, createMlflowSchema, seedAppRows, seedMlflowRuns } from '../dev/mlflow-store';
+import { createDatabase, startPostgres } from './postgres';
+import { createAppTable, createMlflowSchema, seedAppRows, seedMlflowRuns } from './mlflow-store';
 
 /** Runs per seeding statement, so one INSERT … SELECT never holds the whole table. */
 const SEED_CHUNK = 100;
