@@ -11,7 +11,7 @@ import { seedSqlInstance } from './sandbox/services/cloud-sql';
 import { seedServiceAccount } from './sandbox/services/iam';
 import { seedSecret } from './sandbox/services/secret-manager';
 import { seedBucket } from './sandbox/services/storage';
-import { targetSchema } from '../src/config';
+import { targetSchema } from '../src/config/schema';
 import { createAppTable, createMlflowSchema, seedAppRows, seedMlflowRuns } from './mlflow-store';
 
 export type TargetInput = z.input<typeof targetSchema>;

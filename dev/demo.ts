@@ -14,9 +14,9 @@ import { freePort, startPostgres } from './postgres';
 import { createDeployment } from './deployment';
 import { devServerExecutable } from './temporal';
 import { demoFaults } from './demo-data';
-import { startMigration } from '../src/client';
-import { readWorkerEnv } from '../src/environment';
-import { SEARCH_ATTRIBUTES } from '../src/search-attributes';
+import { startMigration } from '../src/temporal/client';
+import { readWorkerEnv } from '../src/config/environment';
+import { SEARCH_ATTRIBUTES } from '../src/temporal/search-attributes';
 import { runWorker } from '../src/worker';
 
 const { values: args } = parseArgs({

@@ -4,7 +4,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startSandbox, type Sandbox } from './sandbox';
-import { configFileSchema, type Target } from '../src/config';
+import { configFileSchema, type Target } from '../src/config/schema';
 import { seedDemo } from './demo-data';
 import { createDatabase } from './postgres';
 

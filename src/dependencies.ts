@@ -1,9 +1,9 @@
 // The clients the worker's activities share, built once from the worker's environment.
 import { createGcpClients } from './adapters/gcp/clients';
-import { createGcsObjectStore } from './adapters/gcs-object-store';
+import { createGcsObjectStore } from './adapters/gcp/gcs-object-store';
 import { createDatabases } from './adapters/postgres';
-import type { ConfigFile } from './config';
-import type { WorkerEnv } from './environment';
+import type { ConfigFile } from './config/schema';
+import type { WorkerEnv } from './config/environment';
 
 export function createDependencies(env: WorkerEnv, config: ConfigFile) {
   // Storage and BigQuery want a default project; every call names its target's project anyway.

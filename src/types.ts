@@ -1,6 +1,6 @@
 // Types shared by the workflow, the activities and the client. Types only: the workflow
 // bundle imports this file, so it must stay free of Node APIs.
-import type { Target } from './config';
+import type { Target } from './config/schema';
 
 export type PhaseId = 0 | 1 | 2 | 3 | 4 | 5;
 export const GATE_IDS = ['phase-0', 'phase-1', 'phase-2', 'phase-3', 'phase-4', 'closure'] as const;

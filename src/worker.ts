@@ -5,9 +5,9 @@ import { NativeConnection, Worker } from '@temporalio/worker';
 import { temporal } from '@temporalio/proto';
 import { createActivities } from './activities';
 import { createDependencies } from './dependencies';
-import { ConfigError, loadConfigFile, readWorkerEnv, type WorkerEnv } from './environment';
-import { SEARCH_ATTRIBUTES } from './search-attributes';
-import { connectionOptions, dataConverter } from './temporal-connection';
+import { ConfigError, loadConfigFile, readWorkerEnv, type WorkerEnv } from './config/environment';
+import { SEARCH_ATTRIBUTES } from './temporal/search-attributes';
+import { connectionOptions, dataConverter } from './temporal/connection';
 
 /** The workflow upserts these on every transition; a namespace without them would fail its tasks. */
 export async function ensureSearchAttributes(env: WorkerEnv): Promise<void> {

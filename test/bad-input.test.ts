@@ -11,11 +11,11 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createDeployment, type Deployment } from '../dev/deployment';
 import { createActivities } from '../src/activities';
 import { createGcpClients, type GcpClients } from '../src/adapters/gcp/clients';
-import { createGcsObjectStore } from '../src/adapters/gcs-object-store';
+import { createGcsObjectStore } from '../src/adapters/gcp/gcs-object-store';
 import { createDatabases } from '../src/adapters/postgres';
-import { MigrationInputError, startMigration } from '../src/client';
-import { configFileSchema, type Target } from '../src/config';
-import { loadConfigFile } from '../src/environment';
+import { MigrationInputError, startMigration } from '../src/temporal/client';
+import { configFileSchema, type Target } from '../src/config/schema';
+import { loadConfigFile } from '../src/config/environment';
 import type { StepContext } from '../src/types';
 
 const example = JSON.parse(readFileSync('mlflow-decommission.config.example.json', 'utf8'));

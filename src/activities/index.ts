@@ -2,11 +2,11 @@
 // proxies ReturnType<typeof createActivities>, so names and types have one declaration.
 import type { Databases } from '../adapters/postgres';
 import type { GcpClients } from '../adapters/gcp/clients';
-import type { ConfigFile } from '../config';
+import type { ConfigFile } from '../config/schema';
 import type { ObjectStore } from '../ports';
-import { createCloudActivities } from './cloud';
+import { createCloudActivities } from './gcp';
 import { createDataActivities } from './data';
-import { createMigrationActivities } from './migration';
+import { createLifecycleActivities } from './lifecycle';
 
 export interface ActivityDeps {
   config: ConfigFile;
@@ -18,6 +18,6 @@ export interface ActivityDeps {
 export function createActivities(deps: ActivityDeps) {
   const data = createDataActivities({ databases: deps.databases, objects: deps.objects });
   const cloud = createCloudActivities({ gcp: deps.gcp, objects: deps.objects });
-  const migration = createMigrationActivities({ config: deps.config, objects: deps.objects, preflightChecks: [data.preflight, cloud.preflight] });
-  return { ...migration, ...data.activities, ...cloud.activities };
+  const lifecycle = createLifecycleActivities({ config: deps.config, objects: deps.objects, preflightChecks: [data.preflight, cloud.preflight] });
+  return { ...lifecycle, ...data.activities, ...cloud.activities };
 }

@@ -1,7 +1,7 @@
 // One pg.Pool per database, keyed by the env var that names it: the connection string is read
 // on the worker and never leaves it.
 import pg from 'pg';
-import { databaseUrl } from '../environment';
+import { databaseUrl } from '../config/environment';
 
 export interface Databases {
   /** The pool for the database whose URL the env var `urlEnv` holds. */

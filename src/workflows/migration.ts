@@ -19,8 +19,8 @@ import {
 } from '@temporalio/workflow';
 import type { UpdateDefinition } from '@temporalio/common';
 import { msToNumber } from '@temporalio/common/lib/time';
-import { describeIssues, effectiveApprovals, migrationInputSchema, workflowIdFor, type MigrationInput, type ResolvedInput, type Target } from '../config';
-import { MIGRATION_PHASE, MIGRATION_STATE, MIGRATION_TARGET } from '../search-attributes';
+import { describeIssues, effectiveApprovals, migrationInputSchema, workflowIdFor, type MigrationInput, type ResolvedInput, type Target } from '../config/schema';
+import { MIGRATION_PHASE, MIGRATION_STATE, MIGRATION_TARGET } from '../temporal/search-attributes';
 import { GATE_IDS, type GateId, type PhaseId, type StepContext, type StepResult } from '../types';
 import * as msg from './messages';
 import type { CompensationStatus, GateStatus, MigrationResult, MigrationState, MigrationStatus, StepStatus, WaitingFor } from './messages';

@@ -1,7 +1,7 @@
 // mlflowDecommission: the migration plan (seed 001), phase by phase. Each phase runs its steps
 // in order and ends at its checkpoint gate. The mechanics live in migration.ts.
 import { patched, proxyActivities } from '@temporalio/workflow';
-import type { MigrationInput } from '../config';
+import type { MigrationInput } from '../config/schema';
 import type { StepContext, StepResult } from '../types';
 import { Migration } from './migration';
 import type { MigrationResult } from './messages';

@@ -13,10 +13,10 @@ import { join } from 'node:path';
 import { createDeployment } from '../../dev/deployment';
 import { createActivities } from '../../src/activities';
 import { createGcpClients, isNotFound } from '../../src/adapters/gcp/clients';
-import { createGcsObjectStore } from '../../src/adapters/gcs-object-store';
+import { createGcsObjectStore } from '../../src/adapters/gcp/gcs-object-store';
 import { createDatabases } from '../../src/adapters/postgres';
-import { commands, startMigration } from '../../src/client';
-import { configFileSchema } from '../../src/config';
+import { commands, startMigration } from '../../src/temporal/client';
+import { configFileSchema } from '../../src/config/schema';
 import type { Sandbox } from '../../dev/sandbox';
 import { startDevServer, waitForStatus, workflowBundle } from '../support/temporal';
 

@@ -15,13 +15,13 @@ import { demoFaults } from '../../dev/demo-data';
 import { createDeployment, type Deployment } from '../../dev/deployment';
 import { createActivities } from '../../src/activities';
 import { createGcpClients, type GcpClients } from '../../src/adapters/gcp/clients';
-import { createGcsObjectStore } from '../../src/adapters/gcs-object-store';
+import { createGcsObjectStore } from '../../src/adapters/gcp/gcs-object-store';
 import { createDatabases, type Databases } from '../../src/adapters/postgres';
-import { configFileSchema } from '../../src/config';
+import { configFileSchema } from '../../src/config/schema';
 import type { MigrationResult } from '../../src/workflows/messages';
 import { freePort } from '../../dev/postgres';
 import { devServerExecutable } from '../../dev/temporal';
-import { SEARCH_ATTRIBUTES } from '../../src/search-attributes';
+import { SEARCH_ATTRIBUTES } from '../../src/temporal/search-attributes';
 import { waitForStatus, workflowBundle } from '../support/temporal';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';

@@ -1,7 +1,7 @@
 // A sandbox per test file and the real client libraries pointed at it.
 import { afterAll, beforeAll } from 'vitest';
 import { createGcpClients, type GcpClients } from '../../src/adapters/gcp/clients';
-import { createGcsObjectStore } from '../../src/adapters/gcs-object-store';
+import { createGcsObjectStore } from '../../src/adapters/gcp/gcs-object-store';
 import type { ObjectStore } from '../../src/ports';
 import { startSandbox, type Sandbox } from '../../dev/sandbox';
 

@@ -2,7 +2,7 @@
 // defineStep, so dry runs and gate guards behave as in production, and every act is logged.
 import { ApplicationFailure } from '@temporalio/common';
 import { defineStep } from '../../src/activities/step';
-import type { Target } from '../../src/config';
+import type { Target } from '../../src/config/schema';
 import type { StepContext, StepResult } from '../../src/types';
 import type { Activities } from '../../src/workflows/steps';
 import { STEPS } from '../../src/workflows/steps';

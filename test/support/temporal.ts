@@ -6,7 +6,7 @@ import { bundleWorkflowCode, DefaultLogger, Runtime, Worker, type WorkflowBundle
 import type { WorkflowHandle } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { devServerExecutable, testServerExecutable } from '../../dev/temporal';
-import { SEARCH_ATTRIBUTES } from '../../src/search-attributes';
+import { SEARCH_ATTRIBUTES } from '../../src/temporal/search-attributes';
 import type { MigrationStatus } from '../../src/workflows/messages';
 
 let runtimeInstalled = false;

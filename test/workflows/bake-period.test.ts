@@ -1,7 +1,7 @@
 // The bake period is a durable timer: on the time-skipping server, a week passes in seconds.
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startMigration } from '../../src/client';
+import { startMigration } from '../../src/temporal/client';
 import { demoTarget, fakeActivities } from '../support/fake-activities';
 import { startTimeSkippingServer, withWorker, workflowBundle } from '../support/temporal';
 

@@ -7,10 +7,10 @@ import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { devServerExecutable } from '../../dev/temporal';
-import { commands, MigrationInputError, startMigration } from '../../src/client';
-import type { MigrationInput } from '../../src/config';
+import { commands, MigrationInputError, startMigration } from '../../src/temporal/client';
+import type { MigrationInput } from '../../src/config/schema';
 import { STEPS } from '../../src/workflows/steps';
-import { createMigrationActivities } from '../../src/activities/migration';
+import { createLifecycleActivities } from '../../src/activities/lifecycle';
 import { defineStep } from '../../src/activities/step';
 import { demoTarget, fakeActivities } from '../support/fake-activities';
 import { startDevServer, waitForStatus, withWorker, workflowBundle } from '../support/temporal';
@@ -347,7 +347,7 @@ describe('mlflowDecommission', () => {
   it('an unknown target fails naming the targets the worker knows', async () => {
     const fakes = fakeActivities(demoTarget(), {
       loadTarget: async (name: string) => {
-        return createMigrationActivities({ config: { targets: { demo: demoTarget() } }, objects: undefined as never, preflightChecks: [] }).loadTarget(name);
+        return createLifecycleActivities({ config: { targets: { demo: demoTarget() } }, objects: undefined as never, preflightChecks: [] }).loadTarget(name);
       },
     });
     await withWorker(env, fakes.activities, async (tq) => {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { historyFromJSON } from '@temporalio/common/lib/proto-utils';
 import { Worker } from '@temporalio/worker';
 import { describe, expect, it } from 'vitest';
-import { workflowIdFor } from '../../src/config';
+import { workflowIdFor } from '../../src/config/schema';
 import { workflowBundle } from '../support/temporal';
 
 const dir = join(process.cwd(), 'test/histories');

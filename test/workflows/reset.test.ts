@@ -3,7 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startMigration, type MigrationResult } from '../../src/client';
+import { startMigration, type MigrationResult } from '../../src/temporal/client';
 import { defineStep } from '../../src/activities/step';
 import { demoTarget, fakeActivities } from '../support/fake-activities';
 import { startDevServer, withWorker, workflowBundle } from '../support/temporal';

@@ -1,0 +1,84 @@
+// How the Google Cloud activities call an API: a denied permission becomes a non-retryable failure
+// naming the role to grant; throttling and outages are rethrown as they are, so Temporal retries.
+import { isNotFound, isPermissionDenied, isTransient } from './clients';
+import { ErrorType, fail } from '../../errors';
+import { heartbeat } from '../../activities/heartbeat';
+
+export { isNotFound };
+
+/** In a check: a transient error is rethrown (the activity retries) rather than reported as a failed check. */
+export function rethrowTransient(err: unknown): void {
+  if (isTransient(err)) throw err;
+}
+
+/** Runs one API call; PERMISSION_DENIED fails the step with the role that would allow it. */
+export async function gcpCall<T>(what: string, role: string, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    if (isPermissionDenied(err)) {
+      fail(ErrorType.PermissionDenied, `${what}: permission denied. Grant the worker's service account ${role} on the project, then retry. (${describe(err)})`);
+    }
+    throw err;
+  }
+}
+
+/** The same, with NOT_FOUND as undefined: "already gone" is a result, not an error. */
+export async function gcpGet<T>(what: string, role: string, call: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await gcpCall(what, role, call);
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw err;
+  }
+}
+
+/** Waits for a promise (a long-running operation), heartbeating while it runs. */
+export async function withHeartbeats<T>(what: string, work: Promise<T>, intervalMs = 5_000): Promise<T> {
+  heartbeat({ waitingFor: what });
+  const timer = setInterval(() => heartbeat({ waitingFor: what }), intervalMs);
+  try {
+    return await work;
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+export function describe(err: unknown): string {
+  const e = err as { message?: unknown; details?: unknown } | undefined;
+  const text = typeof e?.details === 'string' && e.details ? e.details : typeof e?.message === 'string' ? e.message : String(err);
+  return text.split('\n')[0].slice(0, 300);
+}
+
+/**
+ * A decoded message as plain JSON without proto3 defaults. Over REST the clients fill every unset
+ * field with its default ('' , 0, false, null, *_UNSPECIFIED); those mean "unset", so they are
+ * dropped: snapshots stay readable and a resource recreated from one sends only what was set.
+ */
+export function plain<T = Record<string, any>>(message: unknown): T {
+  return prune(JSON.parse(JSON.stringify(message ?? null))) as T;
+}
+
+/** Maps whose empty values are real values (a label may be empty). */
+const MAPS = new Set(['labels', 'annotations', 'userLabels']);
+
+function prune(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(prune);
+  if (v && typeof v === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) {
+      if (MAPS.has(k) && x && typeof x === 'object' && Object.keys(x).length) {
+        out[k] = { ...x };
+        continue;
+      }
+      const p = prune(x);
+      if (p === null || p === undefined || p === '' || p === false || p === 0) continue;
+      if (typeof p === 'string' && p.endsWith('_UNSPECIFIED')) continue;
+      if (Array.isArray(p) && !p.length) continue;
+      if (typeof p === 'object' && !Array.isArray(p) && !Object.keys(p as object).length) continue;
+      out[k] = p;
+    }
+    return out;
+  }
+  return v;
+}

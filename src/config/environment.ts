@@ -1,0 +1,57 @@
+// The worker's side of configuration: the only module that reads process.env or the config file.
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { configFileSchema, describeIssues, type ConfigFile } from './schema';
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const workerEnvSchema = z.object({
+  TEMPORAL_ADDRESS: z.string().default('localhost:7233'),
+  TEMPORAL_NAMESPACE: z.string().default('default'),
+  TEMPORAL_TASK_QUEUE: z.string().default('mlflow-decommission'),
+  /** mTLS for a self-hosted cluster, or TEMPORAL_API_KEY for Temporal Cloud. */
+  TEMPORAL_TLS_CERT: z.string().optional(),
+  TEMPORAL_TLS_KEY: z.string().optional(),
+  TEMPORAL_TLS_CA: z.string().optional(),
+  TEMPORAL_TLS_SERVER_NAME: z.string().optional(),
+  TEMPORAL_API_KEY: z.string().optional(),
+  MLFLOW_DECOMMISSION_CONFIG: z.string().default('mlflow-decommission.config.json'),
+  /** Overrides every Google API endpoint (a private endpoint, or the local sandbox). Unset: real Google Cloud with ADC. */
+  GCP_API_ENDPOINT: z.url().optional(),
+  /** Optional payload encryption keys, "keyId:base64,…" newest first (see src/temporal/codec.ts). */
+  MLFLOW_DECOMMISSION_CODEC_KEYS: z.string().optional(),
+});
+export type WorkerEnv = z.infer<typeof workerEnvSchema>;
+
+export function readWorkerEnv(env: NodeJS.ProcessEnv = process.env): WorkerEnv {
+  const parsed = workerEnvSchema.safeParse(env);
+  if (!parsed.success) throw new ConfigError(`environment: ${describeIssues(parsed.error)}`);
+  return parsed.data;
+}
+
+export function loadConfigFile(path: string): ConfigFile {
+  let raw: string;
+  try {
+    raw = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`config file ${path} cannot be read (${(err as Error).message}): set MLFLOW_DECOMMISSION_CONFIG to its path`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(raw);
+  } catch (err) {
+    throw new ConfigError(`config file ${path} is not valid JSON: ${(err as Error).message}`);
+  }
+  const parsed = configFileSchema.safeParse(json);
+  if (!parsed.success) throw new ConfigError(`config file ${path}: ${describeIssues(parsed.error)}`);
+  return parsed.data;
+}
+
+/** The connection string held by the env var a target names; the value never leaves the worker. */
+export function databaseUrl(envVar: string, env: NodeJS.ProcessEnv = process.env): string {
+  const url = env[envVar];
+  if (!url) throw new ConfigError(`env var ${envVar} is not set on the worker: set it to the database's connection string (postgres://…)`);
+  return url;
+}

@@ -1,0 +1,200 @@
+// One configuration, one source of truth (seed 003): every resource of a target is named here,
+// once, and validated before anything runs. Connection strings are never in the file: it names
+// the env var that holds each one, so nothing secret reaches the Temporal history.
+//
+// Pure module (zod and @temporalio/common only): the workflow bundle imports it to validate input.
+import { msToNumber } from '@temporalio/common/lib/time';
+import { z } from 'zod';
+import { GATE_IDS, type GateId } from '../types';
+
+const envVarName = z
+  .string()
+  .regex(/^[A-Z_][A-Z0-9_]*$/, 'expected the NAME of an environment variable (e.g. MLFLOW_DATABASE_URL), not its value');
+const sqlIdentifier = z.string().regex(/^[a-z_][a-z0-9_]*$/, 'expected a lower-case SQL identifier');
+const duration = z.string().refine((v) => {
+  try {
+    return msToNumber(v as never) > 0;
+  } catch {
+    return false;
+  }
+}, 'expected a duration such as "7 days", "36h" or "90s"');
+const bucketName = z.string().regex(/^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$/, 'expected a bucket name without gs://');
+
+export const approvalsSchema = z
+  .object(Object.fromEntries(GATE_IDS.map((g) => [g, z.boolean().optional()])) as Record<GateId, z.ZodOptional<z.ZodBoolean>>)
+  .strict();
+
+/** Defaults from the plan: a human signs off after Phase 0, before Phase 3, at Phase 4 and before closure. */
+export const DEFAULT_APPROVALS: Record<GateId, boolean> = {
+  'phase-0': true,
+  'phase-1': false,
+  'phase-2': true,
+  'phase-3': false,
+  'phase-4': true,
+  closure: true,
+};
+
+const database = z
+  .object({
+    /** Env var holding the connection string, e.g. postgres://user:pass@host/db. */
+    urlEnv: envVarName,
+  })
+  .strict();
+
+export const targetSchema = z
+  .object({
+    /**
+     * The deployment's shape. Only a dedicated Cloud SQL instance today; seed 000 (MLflow tables
+     * inside a shared database) and seed 002 (self-hosted Postgres) are later shapes.
+     */
+    shape: z.literal('cloud-sql-dedicated').default('cloud-sql-dedicated'),
+    gcp: z
+      .object({
+        project: z.string().regex(/^[a-z][a-z0-9-]{4,28}[a-z0-9]$/, 'expected a GCP project ID (6–30 lower-case letters, digits, hyphens)'),
+        region: z.string().regex(/^[a-z]+-[a-z]+[0-9]+$/, 'expected a GCP region such as europe-central2'),
+      })
+      .strict(),
+    /** Labels every MLflow resource carries; a step refuses a resource without them, and 5.5 looks for leftovers by them. */
+    labels: z.record(z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/), z.string()).refine((l) => Object.keys(l).length > 0, 'name at least one label').default({ app: 'mlflow' }),
+    cloudRun: z
+      .object({
+        mlflowService: z.string().default('mlflow-server'),
+        appService: z.string().default('django-app'),
+        /** The env var removed from appService in step 5.3. */
+        trackingUriEnvVar: envVarName.default('MLFLOW_TRACKING_URI'),
+      })
+      .strict()
+      .default({ mlflowService: 'mlflow-server', appService: 'django-app', trackingUriEnvVar: 'MLFLOW_TRACKING_URI' }),
+    cloudSql: z
+      .object({
+        instance: z.string().regex(/^[a-z][a-z0-9-]{0,96}$/, 'expected a Cloud SQL instance name').default('mlflow-db'),
+        database: z.string().default('mlflow'),
+      })
+      .strict()
+      .default({ instance: 'mlflow-db', database: 'mlflow' }),
+    buckets: z
+      .object({
+        /** Snapshots, the SQL export and the raw CSV export go here; it is never deleted. */
+        backup: bucketName,
+        /** MLflow's artifact bucket, deleted in 3.4 only when deleteArtifacts is true. */
+        artifacts: bucketName.optional(),
+        deleteArtifacts: z.boolean().default(false),
+        /** Object prefix inside the backup bucket. */
+        prefix: z.string().default('mlflow-decommission'),
+      })
+      .strict(),
+    buildTrigger: z.string().default('mlflow-server'),
+    serviceAccount: z.string().email('expected a service account email such as mlflow-server@PROJECT.iam.gserviceaccount.com'),
+    /** Secret Manager secret IDs (not values): disabled in 3.6, deleted in Phase 5 after the bake period. */
+    secrets: z.array(z.string().regex(/^[A-Za-z0-9_-]{1,255}$/, 'expected a secret ID')).default([]),
+    databases: z
+      .object({
+        mlflow: database,
+        app: database,
+      })
+      .strict(),
+    /** The Django QuickTest table that receives training_history_json. */
+    appTable: z
+      .object({
+        table: sqlIdentifier.default('ml_platform_quicktest'),
+        id: sqlIdentifier.default('id'),
+        status: sqlIdentifier.default('status'),
+        completedStatus: z.string().default('completed'),
+        runId: sqlIdentifier.default('mlflow_run_id'),
+        history: sqlIdentifier.default('training_history_json'),
+        artifactsPath: sqlIdentifier.default('gcs_artifacts_path'),
+        displayName: sqlIdentifier.default('display_name'),
+        finishedAt: sqlIdentifier.optional(),
+      })
+      .strict()
+      .default({
+        table: 'ml_platform_quicktest',
+        id: 'id',
+        status: 'status',
+        completedStatus: 'completed',
+        runId: 'mlflow_run_id',
+        history: 'training_history_json',
+        artifactsPath: 'gcs_artifacts_path',
+        displayName: 'display_name',
+      }),
+    data: z
+      .object({
+        /** 0.4: option A skips histogram series (the plan's recommendation), B includes them. */
+        histograms: z.enum(['skip', 'include']).default('skip'),
+        /** Verify every migrated run point for point, or a sample of this many on very large stores. */
+        fidelitySample: z.number().int().positive().optional(),
+        /** Runs per backfill batch. */
+        batchSize: z.number().int().positive().default(500),
+        /** Phases 1–2: experiments finished after this date must have training_metrics.json. */
+        cutoverDate: z.iso.datetime({ offset: true }).optional(),
+        minPostCutoverExperiments: z.number().int().nonnegative().default(2),
+        /** Seed 004: app tables holding MLflow run ids, checked against the export. */
+        referenceTables: z.array(z.object({ table: sqlIdentifier, column: sqlIdentifier }).strict()).default([]),
+        /** MLflow schema (Alembic) revisions newer than the tool knows, accepted after a dry run looked right. */
+        acceptMlflowRevisions: z.array(z.string().regex(/^[0-9a-f]{12,13}$/, 'expected an Alembic revision id such as 867495a8f9d4')).default([]),
+      })
+      .strict()
+      .default({ histograms: 'skip', batchSize: 500, minPostCutoverExperiments: 2, referenceTables: [], acceptMlflowRevisions: [] }),
+    billing: z
+      .object({
+        /** BigQuery billing export, e.g. my-project.billing.gcp_billing_export_v1_XXXX. Absent: a human checks the console. */
+        exportTable: z.string().regex(/^[a-z0-9-]+\.[A-Za-z0-9_]+\.[A-Za-z0-9_]+$/, 'expected project.dataset.table').optional(),
+        /** For the completion record. */
+        estimatedMonthlySavingsUsd: z.number().nonnegative().default(50),
+      })
+      .strict()
+      .default({ estimatedMonthlySavingsUsd: 50 }),
+    /** Phase 5: wait this long after the deletions before checking the bill. */
+    bakePeriod: duration.default('7 days'),
+    approvals: approvalsSchema.default({}),
+  })
+  .strict();
+
+export type Target = z.infer<typeof targetSchema>;
+
+export const configFileSchema = z
+  .object({
+    $schema: z.string().optional(),
+    targets: z.record(z.string().regex(/^[a-z][a-z0-9-]{0,40}$/, 'expected a target name of lower-case letters, digits and hyphens'), targetSchema),
+  })
+  .strict();
+export type ConfigFile = z.infer<typeof configFileSchema>;
+
+/** The one JSON object the UI's Start Workflow form sends. `{"target": "demo"}` is enough. */
+export const migrationInputSchema = z
+  .object({
+    target: z.string().min(1, 'name the target from the config file, e.g. {"target": "demo"}'),
+    dryRun: z.boolean().default(false),
+    /** Per-gate override of whether a human must approve, e.g. {"phase-4": false}. */
+    approvals: approvalsSchema.optional(),
+    bakePeriod: duration.optional(),
+    /** Backfill every completed experiment, even those already cached. */
+    force: z.boolean().default(false),
+  })
+  .strict();
+export type MigrationInput = z.input<typeof migrationInputSchema>;
+export type ResolvedInput = z.output<typeof migrationInputSchema>;
+
+/** "field.path: message; …" — the form every validation error takes, so the operator sees what to fix. */
+export function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .map((i) => {
+      const path = i.path.length ? i.path.join('.') : '(root)';
+      const msg = i.code === 'unrecognized_keys' ? `unknown field(s) ${i.keys.map((k) => `"${k}"`).join(', ')}` : i.message;
+      return `${path}: ${msg}`;
+    })
+    .join('; ');
+}
+
+export function workflowIdFor(target: string): string {
+  return `mlflow-decommission-${target}`;
+}
+
+/** Approvals after applying the target's and then the input's overrides. */
+export function effectiveApprovals(target: Target, input: ResolvedInput): Record<GateId, boolean> {
+  return { ...DEFAULT_APPROVALS, ...stripUndefined(target.approvals), ...stripUndefined(input.approvals ?? {}) };
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
