@@ -2,8 +2,8 @@
 // once, and validated before anything runs. Connection strings are never in the file: it names
 // the env var that holds each one, so nothing secret reaches the Temporal history.
 //
-// Pure module (zod and @temporalio/common only): the workflow bundle imports it to validate input.
-import { msToNumber } from '@temporalio/common/lib/time';
+// Pure module (zod and ms only): the workflow bundle imports it to validate input.
+import ms, { type StringValue } from 'ms';
 import { z } from 'zod';
 import { GATE_IDS, type GateId } from '../types';
 
@@ -11,13 +11,7 @@ const envVarName = z
   .string()
   .regex(/^[A-Z_][A-Z0-9_]*$/, 'expected the NAME of an environment variable (e.g. MLFLOW_DATABASE_URL), not its value');
 const sqlIdentifier = z.string().regex(/^[a-z_][a-z0-9_]*$/, 'expected a lower-case SQL identifier');
-const duration = z.string().refine((v) => {
-  try {
-    return msToNumber(v as never) > 0;
-  } catch {
-    return false;
-  }
-}, 'expected a duration such as "7 days", "36h" or "90s"');
+const duration = z.string().refine((v) => durationMs(v) > 0, 'expected a duration such as "7 days", "36h" or "90s"');
 const bucketName = z.string().regex(/^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$/, 'expected a bucket name without gs://');
 
 export const approvalsSchema = z
@@ -184,6 +178,15 @@ export function describeIssues(error: z.ZodError): string {
       return `${path}: ${msg}`;
     })
     .join('; ');
+}
+
+/** Milliseconds in a duration such as "7 days" or "36h", parsed as Temporal parses its timers (the `ms` package); NaN when it is not one. */
+export function durationMs(value: string): number {
+  try {
+    return ms(value as StringValue);
+  } catch {
+    return NaN; // ms throws on an empty or over-long string
+  }
 }
 
 export function workflowIdFor(target: string): string {

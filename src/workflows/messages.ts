@@ -3,6 +3,7 @@
 // once): the same handler backs both, and an update's validator rejects what a signal ignores.
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { GateId, PhaseId, PlannedAction, CheckResult } from '../types';
+import type { StepActivity } from './steps';
 
 export interface ApproveRequest {
   gate: GateId;
@@ -95,7 +96,7 @@ export interface GateStatus {
 export interface CompensationStatus {
   step: string;
   title: string;
-  activity: string;
+  activity: StepActivity;
   state: 'recorded' | 'running' | 'done' | 'blocked' | 'skipped' | 'void';
   recordedAt: string;
   summary?: string;

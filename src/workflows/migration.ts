@@ -7,24 +7,24 @@ import {
   CancellationScope,
   condition,
   isCancellation,
-  scheduleActivity,
+  proxyActivities,
   setCurrentDetails,
   setHandler,
   sleep,
   upsertSearchAttributes,
   patched,
   workflowInfo,
+  type ActivityFunctionWithOptions,
   type ActivityOptions,
   type SignalDefinition,
 } from '@temporalio/workflow';
 import type { UpdateDefinition } from '@temporalio/common';
-import { msToNumber } from '@temporalio/common/lib/time';
-import { describeIssues, effectiveApprovals, migrationInputSchema, workflowIdFor, type MigrationInput, type ResolvedInput, type Target } from '../config/schema';
+import { describeIssues, durationMs, effectiveApprovals, migrationInputSchema, workflowIdFor, type MigrationInput, type ResolvedInput, type Target } from '../config/schema';
 import { MIGRATION_PHASE, MIGRATION_STATE, MIGRATION_TARGET } from '../temporal/search-attributes';
 import { GATE_IDS, type GateId, type PhaseId, type StepContext, type StepResult } from '../types';
 import * as msg from './messages';
 import type { CompensationStatus, GateStatus, MigrationResult, MigrationState, MigrationStatus, StepStatus, WaitingFor } from './messages';
-import { GATES, PHASE_TITLES, STEPS, gateSpec, stepSpec, type ActivityName, type StepSpec } from './steps';
+import { GATES, PHASE_TITLES, STEPS, gateSpec, stepSpec, type ActivityName, type Activities, type StepSpec } from './steps';
 
 const RETRY = { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5 } as const;
 
@@ -38,6 +38,21 @@ const OPTIONS: Record<'short' | 'long' | 'undo', ActivityOptions> = {
   long: { startToCloseTimeout: '6 hours', heartbeatTimeout: HEARTBEAT, retry: RETRY, cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED },
   undo: { startToCloseTimeout: '2 hours', heartbeatTimeout: HEARTBEAT, retry: { ...RETRY, maximumAttempts: 10 } },
 };
+
+type Proxies = { [K in ActivityName]: ActivityFunctionWithOptions<Activities[K]> };
+
+/** One proxy per kind of call; each call adds the summary the UI shows beside it. */
+const ACTIVITIES: Record<keyof typeof OPTIONS, Proxies> = {
+  short: proxyActivities<Activities>(OPTIONS.short),
+  long: proxyActivities<Activities>(OPTIONS.long),
+  undo: proxyActivities<Activities>(OPTIONS.undo),
+};
+
+/** Schedules `activity` with the options of its kind and a summary. */
+function execute<K extends ActivityName>(kind: keyof typeof OPTIONS, activity: K, args: Parameters<Activities[K]>, summary: string): Promise<Awaited<ReturnType<Activities[K]>>> {
+  const fn: ActivityFunctionWithOptions<Activities[K]> = ACTIVITIES[kind][activity];
+  return fn.executeWithOptions({ summary }, args);
+}
 
 type StopKind = 'rollback' | 'abort' | 'reject';
 
@@ -144,7 +159,7 @@ export class Migration {
   async step(id: string, body?: (ctx: StepContext) => Promise<StepResult>): Promise<StepResult | undefined> {
     const spec = stepSpec(id);
     const s = this.stepStatus(id);
-    const exec = body ?? ((ctx: StepContext) => this.call<StepResult>(spec.activity, [ctx], `${id} ${spec.title}`, spec.long ? 'long' : 'short'));
+    const exec = body ?? ((ctx: StepContext) => this.call(spec.activity, [ctx], `${id} ${spec.title}`, spec.long ? 'long' : 'short'));
     if (this.ctx.dryRun) {
       const res = await exec(this.ctx);
       this.status.plan[id] = res.actions;
@@ -178,8 +193,8 @@ export class Migration {
   }
 
   /** Runs an activity that is part of a step's body (e.g. one backfill batch). */
-  call<T>(activity: ActivityName, args: unknown[], summary: string, kind: 'short' | 'long' = 'short'): Promise<T> {
-    return scheduleActivity<T>(activity, args, { ...OPTIONS[kind], summary });
+  call<K extends ActivityName>(activity: K, args: Parameters<Activities[K]>, summary: string, kind: 'short' | 'long' = 'short'): Promise<Awaited<ReturnType<Activities[K]>>> {
+    return execute(kind, activity, args, summary);
   }
 
   /** Checkpoint gate: automated checks first, then, where configured, a human's approval. */
@@ -208,7 +223,7 @@ export class Migration {
       this.setState('running');
       for (const check of spec.checks) {
         try {
-          const res = await this.call<{ checks: GateStatus['checks'] }>(check, [this.ctx], `gate ${id}: ${check}`);
+          const res = await this.call(check, [this.ctx], `gate ${id}: ${check}`);
           g.checks.push(...res.checks);
         } catch (err) {
           if (isCancellation(err)) throw err;
@@ -243,9 +258,10 @@ export class Migration {
       this.status.plan[`wait ${why}`] = [{ call: 'timer', resource: duration, description: `wait ${duration}: ${why}` }];
       return;
     }
-    const until = new Date(Date.now() + msToNumber(duration as never)).toISOString();
+    const waitMs = durationMs(duration);
+    const until = new Date(Date.now() + waitMs).toISOString();
     this.setState('waiting-timer', { kind: 'timer', until, next: `Nothing to do: ${why} (until ${until}). Rollback stays possible.` });
-    await sleep(duration as never, { summary: `${why} (${duration})` });
+    await sleep(waitMs, { summary: `${why} (${duration})` });
     this.setState('running');
   }
 
@@ -279,7 +295,7 @@ export class Migration {
         Object.assign(c, { state: 'running', error: undefined });
         this.setState('rolling-back');
         try {
-          const res = await scheduleActivity<StepResult>(c.activity, [this.ctx], { ...OPTIONS.undo, summary: c.title });
+          const res = await execute('undo', c.activity, [this.ctx], c.title);
           Object.assign(c, { state: 'done', summary: res.summary });
           break;
         } catch (err) {

@@ -1,6 +1,7 @@
 // mlflowDecommission: the migration plan (seed 001), phase by phase. Each phase runs its steps
 // in order and ends at its checkpoint gate. The mechanics live in migration.ts.
 import { patched, proxyActivities } from '@temporalio/workflow';
+import type { BackfillBatch } from '../activities/data/backfill';
 import type { MigrationInput } from '../config/schema';
 import type { StepContext, StepResult } from '../types';
 import { Migration } from './migration';
@@ -86,8 +87,8 @@ const BATCHES_IN_PARALLEL = 4;
 
 /** 0.3: the scope splits into batches so history stays small and batches spread over workers. */
 async function backfillInBatches(m: Migration, ctx: StepContext): Promise<StepResult> {
-  const planned = await m.call<StepResult>('planBackfill', [ctx], '0.3 plan the backfill batches');
-  const batches = ((planned.facts?.batches ?? []) as Array<{ index: number; runs: number }>).slice();
+  const planned = await m.call('planBackfill', [ctx], '0.3 plan the backfill batches');
+  const batches = ((planned.facts?.batches ?? []) as BackfillBatch[]).slice();
   if (ctx.dryRun) return planned;
   let runs = 0;
   let points = 0;
@@ -96,7 +97,7 @@ async function backfillInBatches(m: Migration, ctx: StepContext): Promise<StepRe
   const lane = async () => {
     for (let batch = batches.shift(); batch && failure === undefined; batch = batches.shift()) {
       try {
-        const res = await m.call<StepResult>('backfillBatch', [ctx, batch], `0.3 backfill batch ${batch.index + 1} (${batch.runs} runs)`, 'long');
+        const res = await m.call('backfillBatch', [ctx, batch], `0.3 backfill batch ${batch.index + 1} (${batch.runs} runs)`, 'long');
         runs += Number(res.facts?.runs ?? 0);
         points += Number(res.facts?.points ?? 0);
       } catch (err) {

@@ -1,18 +1,22 @@
 // The plan's checklist (seed 001), as data: every step the migration runs, in order, with what
 // undoes it. The phase functions in mlflow-decommission.ts walk this table; status shows it whole.
 import type { createActivities } from '../activities';
-import type { GateId, PhaseId } from '../types';
+import type { GateCheckResult, GateId, PhaseId, StepContext, StepResult } from '../types';
 
 export type Activities = ReturnType<typeof createActivities>;
 export type ActivityName = Extract<keyof Activities, string>;
+/** Activities a step can name: they take the step's context (first) and return a StepResult. */
+export type StepActivity = { [K in ActivityName]: Activities[K] extends (ctx: StepContext, ...more: never[]) => Promise<StepResult> ? K : never }[ActivityName];
+/** Read-only gate checks over the step's context. */
+export type CheckActivity = { [K in ActivityName]: Activities[K] extends (ctx: StepContext) => Promise<GateCheckResult> ? K : never }[ActivityName];
 
 export interface StepSpec {
   id: string;
   phase: PhaseId;
   title: string;
-  activity: ActivityName;
+  activity: StepActivity;
   /** Records before the step acts; rollback runs it. */
-  undo?: ActivityName;
+  undo?: StepActivity;
   /** The operator may `skip` it when Blocked. */
   skippable?: boolean;
   destructive?: boolean;
@@ -27,7 +31,7 @@ export interface GateSpec {
   phase: PhaseId;
   title: string;
   /** Read-only check activities, run before any approval is asked for. */
-  checks: ActivityName[];
+  checks: CheckActivity[];
   /** What the approver should look at before approving. */
   review: string;
 }

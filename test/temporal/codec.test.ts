@@ -4,22 +4,13 @@ import { randomBytes } from 'node:crypto';
 import { Client } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { defaultPayloadConverter } from '@temporalio/common';
-import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AesGcmCodec } from '../../src/temporal/codec';
 import { startCodecServer } from '../../src/temporal/codec-server';
 import { startMigration } from '../../src/temporal/client';
 import { demoTarget, fakeActivities } from '../support/fake-activities';
-import { startDevServer, workflowBundle } from '../support/temporal';
-
-/** Every base64 field of a JSON history, decoded: what anyone reading the history could see. */
-function payloadTexts(node: unknown): string {
-  if (typeof node === 'string') return /^[A-Za-z0-9+/]+=*$/.test(node) && node.length % 4 === 0 ? Buffer.from(node, 'base64').toString('latin1') : node;
-  if (Array.isArray(node)) return node.map(payloadTexts).join('\n');
-  if (node && typeof node === 'object') return Object.values(node).map(payloadTexts).join('\n');
-  return '';
-}
+import { historyText, startDevServer, workflowBundle } from '../support/temporal';
 
 const k1 = randomBytes(32);
 const k2 = randomBytes(32);
@@ -82,7 +73,7 @@ describe('encrypted workflow history', () => {
     await worker.runUntil(async () => {
       const h = await startMigration(client, { target: 'codec', dryRun: true }, { taskQueue: 'codec' });
       expect((await h.result()).outcome).toBe('planned');
-      const raw = payloadTexts(JSON.parse(historyToJSON(await env.client.workflow.getHandle(h.workflowId).fetchHistory())));
+      const raw = historyText(await env.client.workflow.getHandle(h.workflowId).fetchHistory());
       expect(raw).toContain('binary/encrypted');
       const decoded = JSON.stringify((await h.result()).status);
       expect(decoded).toContain('would deleteMlflowService');

