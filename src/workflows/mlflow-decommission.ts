@@ -1,17 +1,19 @@
 // mlflowDecommission: the migration plan (seed 001), phase by phase. Each phase runs its steps
-// in order and ends at its checkpoint gate. The mechanics live in migration.ts.
+// in order and ends at its checkpoint gate. The mechanics live beside it (see migration.ts).
 import { patched, proxyActivities } from '@temporalio/workflow';
 import type { BackfillBatch } from '../activities/data/backfill';
 import type { MigrationInput } from '../config/schema';
 import type { StepContext, StepResult } from '../types';
-import { Migration } from './migration';
 import type { MigrationResult } from './messages';
+import { Migration } from './migration';
+import { registerOperatorMessages } from './operator-messages';
 import type { Activities } from './steps';
 
 const { loadTarget } = proxyActivities<Activities>({ startToCloseTimeout: '1 minute', retry: { maximumAttempts: 3 } });
 
 export async function mlflowDecommission(input: MigrationInput): Promise<MigrationResult> {
   const m = new Migration();
+  registerOperatorMessages(m); // before the first await, so no early signal is lost
   await m.begin(input, loadTarget);
   return m.run(async () => {
     await phase0DataMigration(m);

@@ -1,0 +1,106 @@
+// What the operator sees: the status the `status` query returns, the search attributes the UI's
+// workflow list filters on, the audit trail, and the markdown shown as Current Details.
+import { setCurrentDetails, upsertSearchAttributes } from '@temporalio/workflow';
+import { MIGRATION_PHASE, MIGRATION_STATE, MIGRATION_TARGET } from '../temporal/search-attributes';
+import type { GateId } from '../types';
+import type { GateStatus, MigrationState, MigrationStatus, StepStatus, WaitingFor } from './messages';
+import { GATES, PHASE_TITLES, STEPS } from './steps';
+
+/** Every step and gate pending, from the table in steps.ts. */
+export function initialStatus(workflowId: string): MigrationStatus {
+  return {
+    target: '',
+    workflowId,
+    dryRun: false,
+    phase: null,
+    state: 'starting',
+    steps: STEPS.map((s) => ({ id: s.id, title: s.title, phase: s.phase, state: 'pending', skippable: !!s.skippable, destructive: !!s.destructive, attempts: 0 })),
+    gates: GATES.map((g) => ({ id: g.id, phase: g.phase, title: g.title, state: 'pending', requiresApproval: false, checks: [] })),
+    compensations: [],
+    plan: {},
+    facts: {},
+    events: [],
+  };
+}
+
+export function setState(status: MigrationStatus, state: MigrationState, waitingFor?: WaitingFor): void {
+  status.state = state;
+  status.waitingFor = waitingFor;
+  refresh(status);
+}
+
+/** Publishes the status to the workflow list (search attributes) and the workflow's page (current details). */
+export function refresh(status: MigrationStatus): void {
+  upsertSearchAttributes([
+    { key: MIGRATION_TARGET, value: status.target },
+    { key: MIGRATION_PHASE, value: status.phase === null ? (status.state === 'rolling-back' ? 'rollback' : '-') : String(status.phase) },
+    { key: MIGRATION_STATE, value: status.state },
+  ]);
+  setCurrentDetails(renderDetails(status));
+}
+
+/** The audit trail: approvals, decisions, ignored requests. */
+export function event(status: MigrationStatus, message: string): void {
+  status.events.push({ at: now(), message });
+}
+
+/** What to tell an operator whose request does not fit: what the migration waits for now. */
+export function nextHint(status: MigrationStatus): string {
+  return status.waitingFor ? `Now: ${status.waitingFor.next}` : `The migration is ${status.state}.`;
+}
+
+export function now(): string {
+  return new Date().toISOString();
+}
+
+export function stepStatus(status: MigrationStatus, id: string): StepStatus {
+  const step = status.steps.find((s) => s.id === id);
+  if (!step) throw new Error(`unknown step ${id}`);
+  return step;
+}
+
+export function gateStatus(status: MigrationStatus, id: GateId): GateStatus {
+  const gate = status.gates.find((g) => g.id === id);
+  if (!gate) throw new Error(`unknown gate ${id}`);
+  return gate;
+}
+
+// Plain symbols that every UI font has (emoji are missing from many server-side renderers).
+const ICON: Record<string, string> = {
+  pending: '○',
+  running: '▶',
+  done: '✓',
+  blocked: '✗ BLOCKED',
+  skipped: '↷ skipped',
+  planned: '·',
+  recorded: '○',
+  void: '–',
+  checking: '▶',
+  failed: '✗ FAILED',
+  waiting: '‖ WAITING',
+  passed: '✓',
+  rejected: '✗ rejected',
+};
+
+/** The markdown the UI shows as "current details": where it stands and what to do next. */
+export function renderDetails(s: MigrationStatus): string {
+  const lines: string[] = [];
+  const phase = s.phase === null ? '' : ` · Phase ${s.phase}: ${PHASE_TITLES[s.phase]}`;
+  lines.push(`**${s.dryRun ? 'Dry run' : 'Migration'} of ${s.target || '…'}** · **${s.state}**${phase}`);
+  if (s.waitingFor) lines.push('', `**Next:** ${s.waitingFor.next}`);
+  if (s.state === 'rolling-back' || s.compensations.some((c) => c.state !== 'recorded')) {
+    lines.push('', '**Rollback**', '');
+    for (const c of [...s.compensations].reverse()) lines.push(`- ${ICON[c.state] ?? c.state} ${c.title}${c.error ? ` — ${c.error}` : c.summary ? ` — ${c.summary}` : ''}`);
+  }
+  if (s.phase !== null) {
+    lines.push('', `**Phase ${s.phase} steps**`, '');
+    for (const st of s.steps.filter((x) => x.phase === s.phase)) {
+      lines.push(`- ${ICON[st.state] ?? st.state} ${st.id} ${st.title}${st.error ? ` — ${st.error}` : st.summary ? ` — ${st.summary}` : ''}`);
+    }
+    for (const g of s.gates.filter((x) => x.phase === s.phase && x.state !== 'pending')) {
+      lines.push(`- ${ICON[g.state] ?? g.state} gate ${g.id}: ${g.title}`);
+      for (const c of g.checks) lines.push(`    - ${c.ok ? '✓' : '✗'} ${c.name}: ${c.detail}`);
+    }
+  }
+  return lines.join('\n');
+}
