@@ -27,5 +27,6 @@ export interface ObjectStore {
 export function parseGsUri(uri: string): { bucket: string; name: string } {
   const m = /^gs:\/\/([^/]+)\/?(.*)$/.exec(uri);
   if (!m) throw new Error(`expected a gs://bucket/path URI, got "${uri}"`);
-  return { bucket: m[1], name: m[2] };
+  const [, bucket = '', name = ''] = m;
+  return { bucket, name };
 }

@@ -11,7 +11,7 @@ import { connectionOptions, dataConverter } from './temporal/connection';
 
 /** The workflow upserts these on every transition; a namespace without them would fail its tasks. */
 export async function ensureSearchAttributes(env: WorkerEnv): Promise<void> {
-  const connection = await Connection.connect(connectionOptions(env) as never);
+  const connection = await Connection.connect(connectionOptions(env));
   try {
     const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace: env.TEMPORAL_NAMESPACE });
     const missing = SEARCH_ATTRIBUTES.filter((k) => !customAttributes?.[k.name]);

@@ -29,7 +29,7 @@ async function connect(): Promise<Client> {
   const env = readWorkerEnv();
   taskQueue = env.TEMPORAL_TASK_QUEUE;
   try {
-    const connection = await Connection.connect(connectionOptions(env) as never);
+    const connection = await Connection.connect(connectionOptions(env));
     return new Client({ connection, namespace: env.TEMPORAL_NAMESPACE, dataConverter: dataConverter(env) });
   } catch (err) {
     throw new CliError(`cannot reach Temporal at ${env.TEMPORAL_ADDRESS} (${(err as Error).message}): start it (./run demo, or temporal server start-dev) or set TEMPORAL_ADDRESS`);

@@ -42,8 +42,12 @@ export function renderStatus(s: MigrationStatus, progress: Progress[] = []): str
   return lines.join('\n');
 }
 
+type PlanRow = [step: string, call: string, resource: string, what: string];
+
 export function renderPlan(s: MigrationStatus): string {
-  const rows = Object.entries(s.plan).flatMap(([step, actions]) => actions.map((a) => [step, a.destructive ? `${a.call} (destructive)` : a.call, a.resource, a.description]));
-  const widths = [0, 1, 2].map((i) => Math.min(60, Math.max(...rows.map((r) => r[i].length), 4)));
-  return [['step', 'call', 'resource', 'what'], ...rows].map((r) => r.map((c, i) => (i < 3 ? c.padEnd(widths[i]) : c)).join('  ')).join('\n');
+  const rows = Object.entries(s.plan).flatMap(([step, actions]) => actions.map((a): PlanRow => [step, a.destructive ? `${a.call} (destructive)` : a.call, a.resource, a.description]));
+  const width = (i: 0 | 1 | 2) => Math.min(60, Math.max(...rows.map((r) => r[i].length), 4));
+  const [w0, w1, w2] = [width(0), width(1), width(2)];
+  const header: PlanRow = ['step', 'call', 'resource', 'what'];
+  return [header, ...rows].map(([step, call, resource, what]) => [step.padEnd(w0), call.padEnd(w1), resource.padEnd(w2), what].join('  ')).join('\n');
 }

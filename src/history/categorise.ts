@@ -31,12 +31,14 @@ export function placeMetric(key: string): Placement {
   if (key.startsWith('final_') || key.startsWith('test_')) return { kind: 'final', name: key };
   const h = HISTOGRAM.exec(key);
   if (h) {
-    return { kind: 'histogram', section: h[1] === 'weights' ? 'weight_stats' : 'gradient_stats', tower: h[2], part: h[3] as 'bin' | 'edge', index: Number(h[4]) };
+    const [, stats, tower = '', part, index] = h;
+    return { kind: 'histogram', section: stats === 'weights' ? 'weight_stats' : 'gradient_stats', tower, part: part === 'edge' ? 'edge' : 'bin', index: Number(index) };
   }
   const t = TOWER_STAT.exec(key);
+  const [, stats, tower = '', stat = ''] = t ?? [];
   // "histogram" is the histogram object's own name inside a tower, so a stat of that name goes to other.
-  if (t && t[3] !== 'histogram' && t[2] !== '__proto__' && t[3] !== '__proto__') {
-    return { kind: 'tower-series', section: t[1] === 'weights' ? 'weight_stats' : 'gradient_stats', tower: t[2], stat: t[3] };
+  if (t && stat !== 'histogram' && tower !== '__proto__' && stat !== '__proto__') {
+    return { kind: 'tower-series', section: stats === 'weights' ? 'weight_stats' : 'gradient_stats', tower, stat };
   }
   if (key.includes('loss')) return { kind: 'series', section: 'loss', name: key };
   if (key.includes('weight_norm')) return { kind: 'series', section: 'gradient', name: key.replaceAll('_weight_norm', '') };

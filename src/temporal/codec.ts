@@ -15,10 +15,11 @@ export class AesGcmCodec implements PayloadCodec {
 
   /** keys: newest first, e.g. [["2026-11", <32 bytes>], ["2026-05", <32 bytes>]]. */
   constructor(keys: Array<[string, Buffer]>) {
-    if (keys.length === 0) throw new Error('the codec needs at least one key');
+    const [newest] = keys;
+    if (!newest) throw new Error('the codec needs at least one key');
     for (const [id, key] of keys) if (key.length !== 32) throw new Error(`codec key ${id} must be 32 bytes (base64 of 32 random bytes), got ${key.length}`);
     this.keys = new Map(keys);
-    this.current = keys[0][0];
+    this.current = newest[0];
   }
 
   /** MLFLOW_DECOMMISSION_CODEC_KEYS="id2:base64key,id1:base64key" (newest first). */

@@ -9,7 +9,9 @@ import type { MigrationInput } from '../../src/config/schema';
 import { STEPS } from '../../src/workflows/steps';
 import { createLifecycleActivities } from '../../src/activities/lifecycle';
 import { defineStep } from '../../src/activities/step';
+import type { GateId } from '../../src/types';
 import { demoTarget, fakeActivities } from '../support/fake-activities';
+import { MemoryObjectStore } from '../support/memory-object-store';
 import { recordHistory, startDevServer, temporalCli, waitForStatus, withWorker, workflowBundle } from '../support/temporal';
 
 const run = promisify(execFile);
@@ -30,9 +32,9 @@ async function start(taskQueue: string, input: MigrationInput) {
   return startMigration(env.client, input, { taskQueue });
 }
 
-async function approveWhenWaiting(h: WorkflowHandle, gate: string) {
+async function approveWhenWaiting(h: WorkflowHandle, gate: GateId) {
   await waitForStatus(h, (s) => s.waitingFor?.gate === gate);
-  return commands.approve(h, { gate: gate as never, by: 'alice', comment: 'looks right' });
+  return commands.approve(h, { gate, by: 'alice', comment: 'looks right' });
 }
 
 const ACTING_ORDER = [
@@ -332,7 +334,7 @@ describe('mlflowDecommission', () => {
   it('an unknown target fails naming the targets the worker knows', async () => {
     const fakes = fakeActivities(demoTarget(), {
       loadTarget: async (name: string) => {
-        return createLifecycleActivities({ config: { targets: { demo: demoTarget() } }, objects: undefined as never, preflightChecks: [] }).loadTarget(name);
+        return createLifecycleActivities({ config: { targets: { demo: demoTarget() } }, objects: new MemoryObjectStore(), preflightChecks: [] }).loadTarget(name);
       },
     });
     await withWorker(env, fakes.activities, async (tq) => {

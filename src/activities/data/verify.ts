@@ -143,22 +143,25 @@ function compareCache(runId: string, appId: number, h: any, store: Map<string, A
       bad(key, `missing from the cache (${describePlacement(p)})`);
       continue;
     }
-    const expected = p.kind === 'final' || (p.kind === 'histogram' && p.part === 'edge') ? [points[points.length - 1]] : points;
+    const expected = p.kind === 'final' || (p.kind === 'histogram' && p.part === 'edge') ? points.slice(-1) : points;
     if (p.kind === 'final' || (p.kind === 'histogram' && p.part === 'edge')) {
-      if (actual.length !== 1 || !sameValue(actual[0][1], expected[0][1])) bad(key, `last value ${expected[0][1]} in the store, ${actual[0]?.[1]} in the cache`);
+      const [got] = actual;
+      const [want] = expected;
+      if (actual.length !== 1 || !got || !want || !sameValue(got[1], want[1])) bad(key, `last value ${want?.[1]} in the store, ${got?.[1]} in the cache`);
       continue;
     }
     if (actual.length !== expected.length) {
       bad(key, `${expected.length} points in the store, ${actual.length} in the cache`);
       continue;
     }
-    for (let i = 0; i < expected.length; i++) {
-      if (actual[i][0] !== expected[i][0]) {
-        bad(key, `step ${expected[i][0]} in the store, ${actual[i][0]} in the cache`);
+    for (const [i, want] of expected.entries()) {
+      const got = actual[i];
+      if (!got || got[0] !== want[0]) {
+        bad(key, `step ${want[0]} in the store, ${got?.[0]} in the cache`);
         break;
       }
-      if (!sameValue(actual[i][1], expected[i][1])) {
-        bad(key, `step ${expected[i][0]}: ${expected[i][1]} in the store, ${actual[i][1]} in the cache`);
+      if (!sameValue(got[1], want[1])) {
+        bad(key, `step ${want[0]}: ${want[1]} in the store, ${got[1]} in the cache`);
         break;
       }
     }
@@ -169,11 +172,11 @@ function compareCache(runId: string, appId: number, h: any, store: Map<string, A
   for (const k of Object.keys(cachedParams)) if (!(k in params)) bad(`param ${k}`, 'in the cache but not in the store');
 }
 
-/** The (step, value) points the cache holds for a placement, or undefined when it holds none. */
-function cachedPoints(h: any, epochs: number[], p: Placement): Array<[number, number]> | undefined {
+/** The (step, value) points the cache holds for a placement, or undefined when it holds none. A value past the end of its steps has no step. */
+function cachedPoints(h: any, epochs: number[], p: Placement): Array<[number | undefined, number]> | undefined {
   const fromAligned = (arr: unknown, steps: number[]) => {
     if (!Array.isArray(arr)) return undefined;
-    const pts: Array<[number, number]> = [];
+    const pts: Array<[number | undefined, number]> = [];
     arr.forEach((v, i) => {
       if (v !== null) pts.push([steps[i], decodeValue(v) ?? Number.NaN]);
     });

@@ -97,7 +97,7 @@ export function createCloudRunActivities(deps: CloudDeps, opts: CloudRunOptions 
       }
       assertLabels(`Cloud Run service ${name}`, service.labels, ctx);
       await saveSnapshot(deps.objects, snapshot, service);
-      await waitFor(`deleting ${name}`, run.deleteService({ name }) as never);
+      await waitFor(`deleting ${name}`, run.deleteService({ name }));
       return {
         summary: `deleted ${name}; its spec is saved at ${snapshot}`,
         actions: [
@@ -126,7 +126,7 @@ export function createCloudRunActivities(deps: CloudDeps, opts: CloudRunOptions 
       const spec = Object.fromEntries(Object.entries(saved).filter(([k]) => !OUTPUT_ONLY.includes(k)));
       // The old revision name is taken; Cloud Run names the new one.
       if (spec.template) spec.template = { ...spec.template, revision: '' };
-      await waitFor(`recreating ${name}`, run.createService({ parent: parentOf(ctx), serviceId: ctx.target.cloudRun.mlflowService, service: spec }) as never);
+      await waitFor(`recreating ${name}`, run.createService({ parent: parentOf(ctx), serviceId: ctx.target.cloudRun.mlflowService, service: spec }));
       return {
         summary: `recreated ${name} from ${snapshot}`,
         actions: [{ call: 'run.services.create', resource: name, description: 'recreated the service from its snapshot' }],
@@ -147,7 +147,7 @@ export function createCloudRunActivities(deps: CloudDeps, opts: CloudRunOptions 
     return service;
   };
 
-  const updateService = (what: string, service: Service) => waitFor(what, run.updateService({ service: Object.fromEntries(Object.entries(service).filter(([k]) => !OUTPUT_ONLY.includes(k) || k === 'name' || k === 'etag')) }) as never);
+  const updateService = (what: string, service: Service) => waitFor(what, run.updateService({ service: Object.fromEntries(Object.entries(service).filter(([k]) => !OUTPUT_ONLY.includes(k) || k === 'name' || k === 'etag')) }));
 
   const removeTrackingUri = defineStep({
     requiresGate: 'phase-4',

@@ -121,7 +121,7 @@ export function createCloudSqlActivities(deps: CloudDeps, opts: CloudSqlOptions 
               project: project(ctx),
               instance: instanceId(ctx),
               body: { exportContext: { kind: 'sql#exportContext', fileType: 'SQL', uri, databases: [ctx.target.cloudSql.database] } },
-            } as never),
+            }),
           (m) =>
             fail(
               ErrorType.PreconditionFailed,
@@ -186,7 +186,7 @@ export function createCloudSqlActivities(deps: CloudDeps, opts: CloudSqlOptions 
         await runOperation(
           ctx,
           `turning deletion protection off on ${resource(ctx)}`,
-          () => sqlInstances.patch({ project: project(ctx), instance: instanceId(ctx), body: { settings: { deletionProtectionEnabled: { value: false } } } } as never),
+          () => sqlInstances.patch({ project: project(ctx), instance: instanceId(ctx), body: { settings: { deletionProtectionEnabled: { value: false } } } }),
           (m) => fail(ErrorType.PreconditionFailed, `could not turn deletion protection off on ${resource(ctx)} (${m}): turn it off in the console, then retry.`),
         );
         actions.push({ call: 'sql.instances.patch', resource: resource(ctx), description: 'turned deletion protection off', destructive: true });
@@ -201,7 +201,7 @@ export function createCloudSqlActivities(deps: CloudDeps, opts: CloudSqlOptions 
             enableFinalBackup: true,
             finalBackupTtlDays: FINAL_BACKUP_TTL_DAYS,
             finalBackupDescription: `mlflow-decommission ${ctx.migrationId}: final backup`,
-          } as never),
+          }),
         (m) => fail(ErrorType.PreconditionFailed, `deleting ${resource(ctx)} failed (${m}): check the instance in the console, then retry.`),
       );
       actions.push({ call: 'sql.instances.delete', resource: resource(ctx), description: `deleted, final backup kept ${FINAL_BACKUP_TTL_DAYS} days`, destructive: true });
@@ -252,7 +252,7 @@ export function createCloudSqlActivities(deps: CloudDeps, opts: CloudSqlOptions 
         await runOperation(
           ctx,
           `recreating ${resource(ctx)}`,
-          () => sqlInstances.insert({ project: project(ctx), body: { name: instanceId(ctx), region: saved.region, databaseVersion: saved.databaseVersion, settings } } as never),
+          () => sqlInstances.insert({ project: project(ctx), body: { name: instanceId(ctx), region: saved.region, databaseVersion: saved.databaseVersion, settings } }),
           (m) => fail(ErrorType.CannotRestore, `could not recreate ${resource(ctx)} (${m}): create it by hand from ${snapshotOf(ctx)}, then retry the compensation.`),
         );
         actions.push({ call: 'sql.instances.insert', resource: resource(ctx), description: 'recreated the instance from its snapshot' });
@@ -266,7 +266,7 @@ export function createCloudSqlActivities(deps: CloudDeps, opts: CloudSqlOptions 
         await runOperation(
           ctx,
           `creating database ${database} on ${resource(ctx)}`,
-          () => deps.gcp.sqlDatabases.insert({ project: project(ctx), instance: instanceId(ctx), body: { name: database, instance: instanceId(ctx), project: project(ctx) } } as never),
+          () => deps.gcp.sqlDatabases.insert({ project: project(ctx), instance: instanceId(ctx), body: { name: database, instance: instanceId(ctx), project: project(ctx) } }),
           (m) => fail(ErrorType.CannotRestore, `could not create database ${database} on ${resource(ctx)} (${m}): create it by hand, then retry the compensation.`),
         );
         actions.push({ call: 'sql.databases.insert', resource: `${resource(ctx)}/databases/${database}`, description: 'created the database to import into' });
@@ -279,7 +279,7 @@ export function createCloudSqlActivities(deps: CloudDeps, opts: CloudSqlOptions 
             project: project(ctx),
             instance: instanceId(ctx),
             body: { importContext: { kind: 'sql#importContext', fileType: 'SQL', uri, database: ctx.target.cloudSql.database } },
-          } as never),
+          }),
         (m) => fail(ErrorType.CannotRestore, `importing ${uri} into ${resource(ctx)} failed (${m}): import it by hand (gcloud sql import sql), then skip this compensation.`),
       );
       actions.push({ call: 'sql.instances.import', resource: resource(ctx), description: `imported ${uri}` });

@@ -20,9 +20,12 @@ export interface SecretSnapshot {
   versions: Array<{ name: string; state: string }>;
 }
 
-/** Version.State over REST may arrive as a name or as its number. */
+/** Version.State over REST may arrive as a name or as its number; unset is proto3's 0, STATE_UNSPECIFIED. */
 const STATE_NAMES: Record<number, string> = { 0: 'STATE_UNSPECIFIED', 1: 'ENABLED', 2: 'DISABLED', 3: 'DESTROYED' };
-const stateOf = (v: Version) => (typeof v.state === 'number' ? STATE_NAMES[v.state] : v.state);
+const stateOf = (v: Version): string => {
+  const state = v.state ?? 0;
+  return typeof state === 'number' ? (STATE_NAMES[state] ?? `STATE_${state}`) : state;
+};
 
 export function createSecretsActivities(deps: CloudDeps): CloudKind<ReturnType<typeof activities>> {
   const { secrets } = deps.gcp;
@@ -222,7 +225,7 @@ export function createSecretsActivities(deps: CloudDeps): CloudKind<ReturnType<t
 function idOf(name: string, kind = 'secrets'): string {
   const parts = name.split('/');
   const i = parts.lastIndexOf(kind);
-  return i >= 0 ? parts[i + 1] : parts[parts.length - 1];
+  return (i >= 0 ? parts[i + 1] : parts.at(-1)) ?? name;
 }
 
 function labelText(ctx: StepContext): string {

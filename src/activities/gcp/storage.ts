@@ -237,7 +237,7 @@ export function createStorageActivities(deps: CloudDeps): CloudKind<ReturnType<t
         const wanted = [...saved.objects].sort((a, b) => (BigInt(a.generation) < BigInt(b.generation) ? -1 : 1)).filter((v) => restorable.has(`${v.name}#${v.generation}`));
         let restored = 0;
         for (const v of wanted) {
-          await gcpCall(`restoring gs://${name}/${v.name}#${v.generation}`, ROLE, () => bucket.file(v.name).restore({ generation: Number(v.generation) } as never));
+          await gcpCall(`restoring gs://${name}/${v.name}#${v.generation}`, ROLE, () => bucket.file(v.name).restore({ generation: Number(v.generation) }));
           restored++;
           if (restored % 100 === 0) heartbeat({ bucket: name, restored, total: wanted.length });
         }
@@ -257,7 +257,7 @@ export function createStorageActivities(deps: CloudDeps): CloudKind<ReturnType<t
   /** The newest soft-deleted generation of a bucket that is still within its retention. */
   async function newestRestorable(ctx: StepContext, name: string): Promise<string | undefined> {
     const [buckets] = await gcpCall(`listing soft-deleted buckets in ${ctx.target.gcp.project}`, ROLE, () =>
-      storage.getBuckets({ project: ctx.target.gcp.project, softDeleted: true, prefix: name, autoPaginate: true } as never),
+      storage.getBuckets({ project: ctx.target.gcp.project, softDeleted: true, prefix: name, autoPaginate: true }),
     );
     const now = Date.now();
     return buckets

@@ -47,7 +47,8 @@ export async function withHeartbeats<T>(what: string, work: Promise<T>, interval
 export function describe(err: unknown): string {
   const e = err as { message?: unknown; details?: unknown } | undefined;
   const text = typeof e?.details === 'string' && e.details ? e.details : typeof e?.message === 'string' ? e.message : String(err);
-  return text.split('\n')[0].slice(0, 300);
+  const [firstLine = ''] = text.split('\n');
+  return firstLine.slice(0, 300);
 }
 
 /**

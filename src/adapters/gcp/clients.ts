@@ -8,8 +8,8 @@ import { SecretManagerServiceClient } from '@google-cloud/secret-manager';
 import { SqlBackupRunsServiceClient, SqlDatabasesServiceClient, SqlInstancesServiceClient, SqlOperationsServiceClient } from '@google-cloud/sql';
 import { Storage } from '@google-cloud/storage';
 import { cloudresourcemanager, type cloudresourcemanager_v3 } from '@googleapis/cloudresourcemanager';
-import { iam, type iam_v1 } from '@googleapis/iam';
-import { GoogleAuth, OAuth2Client } from 'google-auth-library';
+import { auth as restAuthLibrary, iam, type iam_v1 } from '@googleapis/iam';
+import { OAuth2Client } from 'google-auth-library';
 import type { ClientOptions } from 'google-gax';
 
 export interface GcpClients {
@@ -40,7 +40,10 @@ export function createGcpClients(opts: GcpClientOptions = {}): GcpClients {
   let gax: ClientOptions = {};
   let authClient: OAuth2Client | undefined;
   let rootUrl: string | undefined;
-  let restAuth: OAuth2Client | GoogleAuth = new GoogleAuth({ scopes: ['https://www.googleapis.com/auth/cloud-platform'] });
+  // The REST (@googleapis) clients bring their own google-auth-library: their credentials come from it.
+  let restAuth: InstanceType<typeof restAuthLibrary.OAuth2> | InstanceType<typeof restAuthLibrary.GoogleAuth> = new restAuthLibrary.GoogleAuth({
+    scopes: ['https://www.googleapis.com/auth/cloud-platform'],
+  });
   if (opts.apiEndpoint) {
     const url = new URL(opts.apiEndpoint);
     // A static token: an override endpoint is a private or local one, never Google's OAuth.
@@ -49,7 +52,8 @@ export function createGcpClients(opts: GcpClientOptions = {}): GcpClients {
     const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
     gax = { apiEndpoint: url.hostname, servicePath: url.hostname, port, protocol: url.protocol.replace(':', ''), fallback: true, authClient } as ClientOptions;
     rootUrl = `${url.origin}/`;
-    restAuth = authClient;
+    restAuth = new restAuthLibrary.OAuth2();
+    restAuth.setCredentials(authClient.credentials);
   }
   const base = opts.apiEndpoint?.replace(/\/$/, '');
   const clients = {
@@ -60,8 +64,8 @@ export function createGcpClients(opts: GcpClientOptions = {}): GcpClients {
     sqlOperations: new SqlOperationsServiceClient({ fallback: true, ...gax }),
     sqlBackupRuns: new SqlBackupRunsServiceClient({ fallback: true, ...gax }),
     sqlDatabases: new SqlDatabasesServiceClient({ fallback: true, ...gax }),
-    iam: iam({ version: 'v1', auth: restAuth as never, ...(rootUrl ? { rootUrl } : {}) }),
-    projects: cloudresourcemanager({ version: 'v3', auth: restAuth as never, ...(rootUrl ? { rootUrl } : {}) }),
+    iam: iam({ version: 'v1', auth: restAuth, ...(rootUrl ? { rootUrl } : {}) }),
+    projects: cloudresourcemanager({ version: 'v3', auth: restAuth, ...(rootUrl ? { rootUrl } : {}) }),
     secrets: new SecretManagerServiceClient({ ...gax }),
     build: new CloudBuildClient({ ...gax }),
     storage: new Storage({ projectId: project, ...(base ? { apiEndpoint: base, authClient } : {}) }),
