@@ -2,7 +2,8 @@
 // once, and validated before anything runs. Connection strings are never in the file: it names
 // the env var that holds each one, so nothing secret reaches the Temporal history.
 //
-// Pure module (zod and ms only): the workflow bundle imports it to validate input.
+// Pure module (zod and ms only): the workflow bundle imports it to validate input. Each default is
+// written once, on its field; an absent section is parsed as {} (prefault), which fills them in.
 import ms, { type StringValue } from 'ms';
 import { z } from 'zod';
 import { GATE_IDS, type GateId } from '../types';
@@ -58,14 +59,14 @@ export const targetSchema = z
         trackingUriEnvVar: envVarName.default('MLFLOW_TRACKING_URI'),
       })
       .strict()
-      .default({ mlflowService: 'mlflow-server', appService: 'django-app', trackingUriEnvVar: 'MLFLOW_TRACKING_URI' }),
+      .prefault({}),
     cloudSql: z
       .object({
         instance: z.string().regex(/^[a-z][a-z0-9-]{0,96}$/, 'expected a Cloud SQL instance name').default('mlflow-db'),
         database: z.string().default('mlflow'),
       })
       .strict()
-      .default({ instance: 'mlflow-db', database: 'mlflow' }),
+      .prefault({}),
     buckets: z
       .object({
         /** Snapshots, the SQL export and the raw CSV export go here; it is never deleted. */
@@ -101,16 +102,7 @@ export const targetSchema = z
         finishedAt: sqlIdentifier.optional(),
       })
       .strict()
-      .default({
-        table: 'ml_platform_quicktest',
-        id: 'id',
-        status: 'status',
-        completedStatus: 'completed',
-        runId: 'mlflow_run_id',
-        history: 'training_history_json',
-        artifactsPath: 'gcs_artifacts_path',
-        displayName: 'display_name',
-      }),
+      .prefault({}),
     data: z
       .object({
         /** 0.4: option A skips histogram series (the plan's recommendation), B includes them. */
@@ -128,7 +120,7 @@ export const targetSchema = z
         acceptMlflowRevisions: z.array(z.string().regex(/^[0-9a-f]{12,13}$/, 'expected an Alembic revision id such as 867495a8f9d4')).default([]),
       })
       .strict()
-      .default({ histograms: 'skip', batchSize: 500, minPostCutoverExperiments: 2, referenceTables: [], acceptMlflowRevisions: [] }),
+      .prefault({}),
     billing: z
       .object({
         /** BigQuery billing export, e.g. my-project.billing.gcp_billing_export_v1_XXXX. Absent: a human checks the console. */
@@ -137,7 +129,7 @@ export const targetSchema = z
         estimatedMonthlySavingsUsd: z.number().nonnegative().default(50),
       })
       .strict()
-      .default({ estimatedMonthlySavingsUsd: 50 }),
+      .prefault({}),
     /** Phase 5: wait this long after the deletions before checking the bill. */
     bakePeriod: duration.default('7 days'),
     approvals: approvalsSchema.default({}),
