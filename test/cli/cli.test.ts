@@ -1,31 +1,23 @@
 // The operator's CLI as a subprocess against a real dev server and a worker with substituted activities.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { demoTarget, fakeActivities } from '../support/fake-activities';
-import { startDevServer, waitForStatus, withWorker, workflowBundle } from '../support/temporal';
+import { useTestServer, waitForStatus, withWorker } from '../support/temporal';
 
 const exec = promisify(execFile);
-let env: TestWorkflowEnvironment;
-beforeAll(async () => {
-  env = await startDevServer();
-  await workflowBundle();
-});
-afterAll(async () => {
-  await env?.teardown();
-});
+const server = useTestServer();
 
 function cli(taskQueue: string, ...args: string[]) {
   return exec(process.execPath, ['bin/mlflow-decommission.cjs', ...args], {
-    env: { ...process.env, TEMPORAL_ADDRESS: env.address, TEMPORAL_TASK_QUEUE: taskQueue, USER: 'dana' },
+    env: { ...process.env, TEMPORAL_ADDRESS: server.env.address, TEMPORAL_TASK_QUEUE: taskQueue, USER: 'dana' },
   }).catch((err: { code: number; stdout: string; stderr: string }) => ({ ...err, failed: true }));
 }
 
 describe('mlflow-decommission CLI', () => {
   it('plans, starts, shows status, approves, and explains a refused request with a non-zero exit', async () => {
     const fakes = fakeActivities(demoTarget());
-    await withWorker(env, fakes.activities, async (tq) => {
+    await withWorker(server.env, fakes.activities, async (tq) => {
       const plan = await cli(tq, 'plan', 'cli-demo');
       expect(plan.stdout).toMatch(/3\.1\s+fake\.deleteMlflowService/);
       expect(fakes.acted).toEqual([]);
@@ -37,7 +29,7 @@ describe('mlflow-decommission CLI', () => {
       expect(again.code).toBe(2);
       expect(again.stderr).toContain('already running as workflow mlflow-decommission-cli-demo');
 
-      const h = env.client.workflow.getHandle('mlflow-decommission-cli-demo');
+      const h = server.env.client.workflow.getHandle('mlflow-decommission-cli-demo');
       await waitForStatus(h, (s) => s.waitingFor?.gate === 'phase-0');
       const status = await cli(tq, 'status', 'cli-demo');
       expect(status.stdout).toContain('waiting-approval');

@@ -1,10 +1,9 @@
 // The worker users run — every real activity, the real clients — against a real Temporal dev
 // server, real Postgres and the GCP sandbox seeded with a whole MLflow deployment.
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,16 +15,9 @@ import { createDatabases } from '../../src/adapters/postgres';
 import { commands, startMigration } from '../../src/temporal/client';
 import { configFileSchema } from '../../src/config/schema';
 import type { Sandbox } from '../../dev/sandbox';
-import { historyText, recordHistory, startDevServer, waitForStatus, workflowBundle } from '../support/temporal';
+import { historyText, recordHistory, useTestServer, waitForStatus, workflowBundle } from '../support/temporal';
 
-let env: TestWorkflowEnvironment;
-beforeAll(async () => {
-  env = await startDevServer();
-  await workflowBundle();
-});
-afterAll(async () => {
-  await env?.teardown();
-});
+const server = useTestServer();
 
 /** user:password@ in a URL: what must never reach a payload. */
 const CONNECTION_STRING_WITH_PASSWORD = /[a-z]+:\/\/[^\s"/:@]+:[^\s"/@]+@/i;
@@ -43,7 +35,7 @@ async function deployment(runs = 30) {
   const objects = createGcsObjectStore(gcp.storage);
   const taskQueue = `e2e-${name}`;
   const worker = await Worker.create({
-    connection: env.nativeConnection,
+    connection: server.env.nativeConnection,
     taskQueue,
     workflowBundle: await workflowBundle(),
     activities: createActivities({ config, databases, gcp, objects }),
@@ -56,7 +48,7 @@ async function deployment(runs = 30) {
     objects,
     app,
     secrets: [new URL(d.mlflowUrl).password, new URL(d.appUrl).password].filter(Boolean),
-    start: (input: object = {}) => startMigration(env.client, { target: name, ...input }, { taskQueue }),
+    start: (input: object = {}) => startMigration(server.env.client, { target: name, ...input }, { taskQueue }),
     async close() {
       worker.shutdown();
       await running;
@@ -110,7 +102,7 @@ describe('the real worker', () => {
       for (const secret of d.secrets) expect(history).not.toContain(secret);
       expect(history).not.toMatch(CONNECTION_STRING_WITH_PASSWORD);
       expect(history).not.toContain('mlflow-db-password-v1');
-      if (process.env.RECORD_HISTORIES) await recordHistory(env, h, 'real-activities-path.json');
+      if (process.env.RECORD_HISTORIES) await recordHistory(server.env, h, 'real-activities-path.json');
     } finally {
       await d.close();
     }
@@ -151,14 +143,14 @@ describe('the real worker', () => {
       const events = (await h.fetchHistory()).events!;
       const scheduled = events.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'deleteMlflowService')!;
       const taskCompleted = events.filter((e) => e.workflowTaskCompletedEventAttributes && Number(e.eventId) < Number(scheduled.eventId)).at(-1)!;
-      const { runId } = await env.client.workflowService.resetWorkflowExecution({
+      const { runId } = await server.env.client.workflowService.resetWorkflowExecution({
         namespace: 'default',
         workflowExecution: { workflowId: h.workflowId, runId: (await h.describe()).runId },
         workflowTaskFinishEventId: taskCompleted.eventId,
         reason: 'e2e: reset to before 3.1',
         requestId: randomUUID(),
       });
-      const reset = env.client.workflow.getHandle(h.workflowId, runId!);
+      const reset = server.env.client.workflow.getHandle(h.workflowId, runId!);
       const status = await waitForStatus(reset, (s) => s.waitingFor?.gate === 'phase-4', 120_000);
       // Same folder as before the reset, so the snapshots the compensations need are still found.
       expect(status.migrationId).toBe(first.migrationId);

@@ -7,8 +7,6 @@ import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { TestWorkflowEnvironment as Env } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { demoFaults } from '../../dev/demo-data';
@@ -19,10 +17,7 @@ import { createGcsObjectStore } from '../../src/adapters/gcp/gcs-object-store';
 import { createDatabases, type Databases } from '../../src/adapters/postgres';
 import { configFileSchema } from '../../src/config/schema';
 import type { MigrationResult } from '../../src/workflows/messages';
-import { freePort } from '../../dev/postgres';
-import { devServerExecutable } from '../../dev/temporal';
-import { SEARCH_ATTRIBUTES } from '../../src/temporal/search-attributes';
-import { waitForStatus, workflowBundle } from '../support/temporal';
+import { useTestServer, waitForStatus, workflowBundle } from '../support/temporal';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const shots = join(process.cwd(), 'test-results', 'screenshots');
@@ -31,7 +26,7 @@ if (!haveChromium && process.env.REQUIRE_CHROMIUM) throw new Error(`no Chromium 
 if (!haveChromium) console.warn(`web UI test skipped: no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)`);
 
 describe.skipIf(!haveChromium)('Temporal Web UI', () => {
-  let env: TestWorkflowEnvironment;
+  const server = useTestServer({ ui: true });
   let browser: Browser;
   let ui: string;
   let deployment: Deployment;
@@ -39,9 +34,7 @@ describe.skipIf(!haveChromium)('Temporal Web UI', () => {
   let databases: Databases;
 
   beforeAll(async () => {
-    const uiPort = await freePort();
-    env = await Env.createLocal({ server: { executable: devServerExecutable(), ui: true, uiPort, searchAttributes: SEARCH_ATTRIBUTES } });
-    ui = `http://127.0.0.1:${uiPort}`;
+    ui = server.uiUrl;
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-gpu'],
@@ -58,19 +51,18 @@ describe.skipIf(!haveChromium)('Temporal Web UI', () => {
     await gcp?.close();
     await databases?.close();
     await deployment?.close();
-    await env?.teardown();
   });
 
   it('starts a migration from the form, approves gates from the signal dialog, shows a Blocked step, retries it, and rolls back', async () => {
     const config = configFileSchema.parse({ targets: { demo: deployment.target } });
     const activities = createActivities({ config, databases, gcp, objects: createGcsObjectStore(gcp.storage) });
-    const worker = await Worker.create({ connection: env.nativeConnection, taskQueue: 'mlflow-decommission', workflowBundle: await workflowBundle(), activities });
+    const worker = await Worker.create({ connection: server.env.nativeConnection, taskQueue: 'mlflow-decommission', workflowBundle: await workflowBundle(), activities });
     await worker.runUntil(async () => {
       const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
       await startFromForm(page, ui, { workflowId: 'mlflow-decommission-demo', input: '{"target": "demo"}' });
       await page.screenshot({ path: join(shots, '1-start-workflow.png') });
 
-      const h = env.client.workflow.getHandle('mlflow-decommission-demo');
+      const h = server.env.client.workflow.getHandle('mlflow-decommission-demo');
       await waitForStatus(h, (s) => s.waitingFor?.gate === 'phase-0', 60_000);
       await openWorkflow(page, ui, 'mlflow-decommission-demo');
       await openCurrentDetails(page);

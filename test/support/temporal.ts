@@ -8,6 +8,8 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Runtime, Worker, type WorkflowBundle } from '@temporalio/worker';
 import type { WorkflowHandle } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
+import { afterAll, beforeAll } from 'vitest';
+import { freePort } from '../../dev/postgres';
 import { devServerExecutable, testServerExecutable } from '../../dev/temporal';
 import { SEARCH_ATTRIBUTES } from '../../src/temporal/search-attributes';
 import type { MigrationStatus } from '../../src/workflows/messages';
@@ -19,12 +21,52 @@ function quietRuntime() {
   Runtime.install({ logger: new DefaultLogger('WARN') });
 }
 
-export async function startDevServer(): Promise<TestWorkflowEnvironment> {
-  quietRuntime();
-  return TestWorkflowEnvironment.createLocal({ server: { executable: devServerExecutable(), searchAttributes: SEARCH_ATTRIBUTES } });
+export interface TestServer {
+  /** The server's environment (client, connections, address), from the file's first beforeAll on. */
+  readonly env: TestWorkflowEnvironment;
+  /** The Web UI, when asked for with { ui: true }. */
+  readonly uiUrl: string;
 }
 
-export async function startTimeSkippingServer(): Promise<TestWorkflowEnvironment> {
+/**
+ * A real Temporal server for the tests of one file (or describe block): started, with the
+ * workflow bundle built, before them, and torn down after. The CLI's dev server with the search
+ * attributes registered (and its Web UI on a free port when asked), or the time-skipping server.
+ */
+export function useTestServer(opts: { timeSkipping?: boolean; ui?: boolean } = {}): TestServer {
+  let env: TestWorkflowEnvironment | undefined;
+  let uiUrl: string | undefined;
+  beforeAll(async () => {
+    if (opts.timeSkipping) {
+      env = await startTimeSkippingServer();
+    } else {
+      const uiPort = opts.ui ? await freePort() : undefined;
+      env = await startDevServer(uiPort);
+      if (uiPort) uiUrl = `http://127.0.0.1:${uiPort}`;
+    }
+    await workflowBundle();
+  });
+  afterAll(async () => {
+    await env?.teardown();
+  });
+  return {
+    get env() {
+      if (!env) throw new Error('the test server starts in beforeAll');
+      return env;
+    },
+    get uiUrl() {
+      if (!uiUrl) throw new Error('start the test server with { ui: true }');
+      return uiUrl;
+    },
+  };
+}
+
+async function startDevServer(uiPort?: number): Promise<TestWorkflowEnvironment> {
+  quietRuntime();
+  return TestWorkflowEnvironment.createLocal({ server: { executable: devServerExecutable(), ...(uiPort ? { ui: true, uiPort } : {}), searchAttributes: SEARCH_ATTRIBUTES } });
+}
+
+async function startTimeSkippingServer(): Promise<TestWorkflowEnvironment> {
   quietRuntime();
   const env = await TestWorkflowEnvironment.createTimeSkipping({ server: { executable: testServerExecutable() } });
   // The test server has no --search-attribute flag; it does take the operator call.

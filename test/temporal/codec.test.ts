@@ -2,15 +2,14 @@
 // and a real workflow whose history holds no plaintext.
 import { randomBytes } from 'node:crypto';
 import { Client } from '@temporalio/client';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { Worker } from '@temporalio/worker';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { AesGcmCodec } from '../../src/temporal/codec';
 import { startCodecServer } from '../../src/temporal/codec-server';
 import { startMigration } from '../../src/temporal/client';
 import { demoTarget, fakeActivities } from '../support/fake-activities';
-import { historyText, startDevServer, workflowBundle } from '../support/temporal';
+import { historyText, useTestServer, workflowBundle } from '../support/temporal';
 
 const k1 = randomBytes(32);
 const k2 = randomBytes(32);
@@ -55,25 +54,19 @@ describe('AesGcmCodec', () => {
 });
 
 describe('encrypted workflow history', () => {
-  let env: TestWorkflowEnvironment;
-  beforeAll(async () => {
-    env = await startDevServer();
-  });
-  afterAll(async () => {
-    await env?.teardown();
-  });
+  const server = useTestServer();
 
   it('stores activity inputs, results and the workflow result only as ciphertext', async () => {
     const codec = new AesGcmCodec([['k1', k1]]);
     const dataConverter = { payloadCodecs: [codec] };
     // The target's config travels in every activity input; workflow IDs and search attributes are never encrypted.
     const fakes = fakeActivities(demoTarget({ gcp: { project: 'marker-project-7x', region: 'europe-central2' } }));
-    const worker = await Worker.create({ connection: env.nativeConnection, taskQueue: 'codec', workflowBundle: await workflowBundle(), activities: fakes.activities, dataConverter });
-    const client = new Client({ connection: env.connection, dataConverter });
+    const worker = await Worker.create({ connection: server.env.nativeConnection, taskQueue: 'codec', workflowBundle: await workflowBundle(), activities: fakes.activities, dataConverter });
+    const client = new Client({ connection: server.env.connection, dataConverter });
     await worker.runUntil(async () => {
       const h = await startMigration(client, { target: 'codec', dryRun: true }, { taskQueue: 'codec' });
       expect((await h.result()).outcome).toBe('planned');
-      const raw = historyText(await env.client.workflow.getHandle(h.workflowId).fetchHistory());
+      const raw = historyText(await server.env.client.workflow.getHandle(h.workflowId).fetchHistory());
       expect(raw).toContain('binary/encrypted');
       const decoded = JSON.stringify((await h.result()).status);
       expect(decoded).toContain('would deleteMlflowService');

@@ -1,18 +1,10 @@
 // The bake period is a durable timer: on the time-skipping server, a week passes in seconds.
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { startMigration } from '../../src/temporal/client';
 import { demoTarget, fakeActivities } from '../support/fake-activities';
-import { startTimeSkippingServer, withWorker, workflowBundle } from '../support/temporal';
+import { useTestServer, withWorker } from '../support/temporal';
 
-let env: TestWorkflowEnvironment;
-beforeAll(async () => {
-  env = await startTimeSkippingServer();
-  await workflowBundle();
-});
-afterAll(async () => {
-  await env?.teardown();
-});
+const server = useTestServer({ timeSkipping: true });
 
 describe('bake period', () => {
   it('waits the default 7 days on a durable timer, with a summary, before the billing check', async () => {
@@ -25,8 +17,8 @@ describe('bake period', () => {
     };
     fakes.activities.verifyResourcesGone = stamp('verifyResourcesGone');
     fakes.activities.checkBilling = stamp('checkBilling');
-    await withWorker(env, fakes.activities, async (tq) => {
-      const h = await startMigration(env.client, { target: 'bake' }, { taskQueue: tq });
+    await withWorker(server.env, fakes.activities, async (tq) => {
+      const h = await startMigration(server.env.client, { target: 'bake' }, { taskQueue: tq });
       const result = await h.result();
       expect(result.outcome).toBe('completed');
       const history = await h.fetchHistory();

@@ -2,8 +2,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { commands, MigrationInputError, startMigration } from '../../src/temporal/client';
 import type { MigrationInput } from '../../src/config/schema';
 import { STEPS } from '../../src/workflows/steps';
@@ -12,24 +11,16 @@ import { defineStep } from '../../src/activities/step';
 import type { GateId } from '../../src/types';
 import { demoTarget, fakeActivities } from '../support/fake-activities';
 import { MemoryObjectStore } from '../support/memory-object-store';
-import { recordHistory, startDevServer, temporalCli, waitForStatus, withWorker, workflowBundle } from '../support/temporal';
+import { recordHistory, temporalCli, useTestServer, waitForStatus, withWorker } from '../support/temporal';
 
 const run = promisify(execFile);
-let env: TestWorkflowEnvironment;
-
-beforeAll(async () => {
-  env = await startDevServer();
-  await workflowBundle();
-});
-afterAll(async () => {
-  await env?.teardown();
-});
+const server = useTestServer();
 
 let n = 0;
 const uniqueTarget = () => `t${process.pid}-${++n}`;
 
 async function start(taskQueue: string, input: MigrationInput) {
-  return startMigration(env.client, input, { taskQueue });
+  return startMigration(server.env.client, input, { taskQueue });
 }
 
 async function approveWhenWaiting(h: WorkflowHandle, gate: GateId) {
@@ -69,13 +60,13 @@ const ACTING_ORDER = [
 describe('mlflowDecommission', () => {
   it('runs Phases 0–5 in order through every approval gate, from the client and from the temporal CLI', async () => {
     const fakes = fakeActivities(demoTarget());
-    await withWorker(env, fakes.activities, async (tq) => {
+    await withWorker(server.env, fakes.activities, async (tq) => {
       const h = await start(tq, { target: uniqueTarget() });
       await approveWhenWaiting(h, 'phase-0');
       // As an operator would, with the CLI's signal command.
       await waitForStatus(h, (s) => s.waitingFor?.gate === 'phase-2');
       await run(temporalCli(), [
-        'workflow', 'signal', '--address', env.address, '--workflow-id', h.workflowId, '--name', 'approve',
+        'workflow', 'signal', '--address', server.env.address, '--workflow-id', h.workflowId, '--name', 'approve',
         '--input', JSON.stringify({ gate: 'phase-2', by: 'bob' }),
       ]);
       await approveWhenWaiting(h, 'phase-4');
@@ -97,14 +88,14 @@ describe('mlflowDecommission', () => {
       // 5.4 deleted the secrets for good: their compensation is void, the others stay recorded.
       expect(result.status.compensations.find((c) => c.step === '3.6')?.state).toBe('void');
       if (process.env.RECORD_HISTORIES) {
-        await recordHistory(env, h, 'approval-path.json');
+        await recordHistory(server.env, h, 'approval-path.json');
       }
     });
   });
 
   it('shows the waiting gate and what to do next in status, current details and search attributes', async () => {
     const fakes = fakeActivities(demoTarget());
-    await withWorker(env, fakes.activities, async (tq) => {
+    await withWorker(server.env, fakes.activities, async (tq) => {
       const h = await start(tq, { target: uniqueTarget() });
       const status = await waitForStatus(h, (s) => s.waitingFor?.gate === 'phase-0');
       expect(status.state).toBe('waiting-approval');
@@ -124,7 +115,7 @@ describe('mlflowDecommission', () => {
 
   it('a dry run returns every step\'s planned actions and acts on nothing', async () => {
     const fakes = fakeActivities(demoTarget());
-    await withWorker(env, fakes.activities, async (tq) => {
+    await withWorker(server.env, fakes.activities, async (tq) => {
       const target = uniqueTarget();
       const h = await start(tq, { target, dryRun: true });
       const result = await h.result();
@@ -140,7 +131,7 @@ describe('mlflowDecommission', () => {
   it('a Blocked step waits for retry, then goes on', async () => {
     const fakes = fakeActivities(demoTarget({ approvals: { 'phase-0': false, 'phase-2': false, 'phase-4': false, closure: false } }));
     fakes.failNext('deleteMlflowService', 1, 'service mlflow-server: permission denied');
-    await withWorker(env, fakes.activities, async (tq) => {
+    await withWorker(server.env, fakes.activities, async (tq) => {
       const h = await start(tq, { target: uniqueTarget() });
       const blocked = await waitForStatus(h, (s) => s.state === 'blocked');
       expect(blocked.waitingFor).toMatchObject({ kind: 'decision', step: '3.1' });
@@ -159,7 +150,7 @@ describe('mlflowDecommission', () => {
   it('a Blocked skippable step can be skipped', async () => {
     const fakes = fakeActivities(demoTarget());
     fakes.failNext('cacheHistograms');
-    await withWorker(env, fakes.activities, async (tq) => {
+    await withWorker(server.env, fakes.activities, async (tq) => {
       const h = await start(tq, { target: uniqueTarget() });
       await waitForStatus(h, (s) => s.waitingFor?.step === '0.4');
       await commands.skip(h, { step: '0.4', by: 'alice' });
@@ -173,7 +164,7 @@ describe('mlflowDecommission', () => {
 
   it('refuses requests that do not fit: approving a gate that is not waiting, retrying a step that is not Blocked', async () => {
     const fakes = fakeActivities(demoTarget());
-    await withWorker(env, fakes.activities, async (tq) => {
+    await withWorker(server.env, fakes.activities, async (tq) => {
       const h = await start(tq, { target: uniqueTarget() });
       await waitForStatus(h, (s) => s.waitingFor?.gate === 'phase-0');
       await expect(commands.approve(h, { gate: 'phase-2', by: 'alice' })).rejects.toThrow(/gate phase-2 is not waiting for approval/);
@@ -190,7 +181,7 @@ describe('mlflowDecommission', () => {
     const fakes = fakeActivities(demoTarget({ approvals: { 'phase-0': false, 'phase-2': false, 'phase-4': false, closure: false } }), {
       checkBilling: defineStep({ plan: async () => [], run: async () => ({ summary: 'confirm the bill in the console', actions: [], facts: { consoleFilter } }) }),
     });
-    await withWorker(env, fakes.activities, async (tq) => {
+    await withWorker(server.env, fakes.activities, async (tq) => {
       const h = await start(tq, { target: uniqueTarget(), bakePeriod: '1s' });
       const s = await waitForStatus(h, (x) => x.waitingFor?.gate === 'closure', 60_000);
       expect(s.gates.find((g) => g.id === 'closure')?.requiresApproval).toBe(true);
@@ -202,7 +193,7 @@ describe('mlflowDecommission', () => {
 
   it('approvals are keyed by gate: a re-delivered approve changes nothing', async () => {
     const fakes = fakeActivities(demoTarget());
-    await withWorker(env, fakes.activities, async (tq) => {
+    await withWorker(server.env, fakes.activities, async (tq) => {
       const h = await start(tq, { target: uniqueTarget() });
       await waitForStatus(h, (s) => s.waitingFor?.gate === 'phase-0');
       await h.signal('approve', { gate: 'phase-0', by: 'alice' });
@@ -220,7 +211,7 @@ describe('mlflowDecommission', () => {
   it('rollback runs the recorded compensations newest first, once, even when signalled twice', async () => {
     const fakes = fakeActivities(demoTarget({ approvals: { 'phase-0': false, 'phase-2': false } }));
     fakes.failNext('deleteServiceAccount', 1, 'service account in use');
-    await withWorker(env, fakes.activities, async (tq) => {
+    await withWorker(server.env, fakes.activities, async (tq) => {
       const h = await start(tq, { target: uniqueTarget() });
       await waitForStatus(h, (s) => s.waitingFor?.step === '3.5');
       await h.signal('rollback', { by: 'alice', reason: 'wrong project' });
@@ -237,14 +228,14 @@ describe('mlflowDecommission', () => {
       expect(result.status.compensations.every((c) => c.state === 'done')).toBe(true);
       expect(result.status.events.filter((e) => e.message.startsWith('ignored rollback'))).toHaveLength(1);
       if (process.env.RECORD_HISTORIES) {
-        await recordHistory(env, h, 'rollback-path.json');
+        await recordHistory(server.env, h, 'rollback-path.json');
       }
     });
   });
 
   it('a rejected gate rolls back and ends rejected', async () => {
     const fakes = fakeActivities(demoTarget({ approvals: { 'phase-0': false } }));
-    await withWorker(env, fakes.activities, async (tq) => {
+    await withWorker(server.env, fakes.activities, async (tq) => {
       const h = await start(tq, { target: uniqueTarget() });
       await waitForStatus(h, (s) => s.waitingFor?.gate === 'phase-2');
       await commands.reject(h, { gate: 'phase-2', by: 'carol', reason: 'cutover runs missing' });
@@ -259,7 +250,7 @@ describe('mlflowDecommission', () => {
     const fakes = fakeActivities(demoTarget({ approvals: { 'phase-0': false, 'phase-2': false } }));
     fakes.failNext('deleteBuildTrigger');
     fakes.failNext('restoreMlflowDatabase', 1, 'instance name still reserved');
-    await withWorker(env, fakes.activities, async (tq) => {
+    await withWorker(server.env, fakes.activities, async (tq) => {
       const h = await start(tq, { target: uniqueTarget() });
       await waitForStatus(h, (s) => s.waitingFor?.step === '3.3');
       await commands.rollback(h, { by: 'alice', reason: 'stop' });
@@ -280,7 +271,7 @@ describe('mlflowDecommission', () => {
   it('cancelling from the UI rolls back the same way, then ends Cancelled', async () => {
     const fakes = fakeActivities(demoTarget({ approvals: { 'phase-0': false, 'phase-2': false } }));
     fakes.failNext('deleteBuildTrigger');
-    await withWorker(env, fakes.activities, async (tq) => {
+    await withWorker(server.env, fakes.activities, async (tq) => {
       const h = await start(tq, { target: uniqueTarget() });
       await waitForStatus(h, (s) => s.waitingFor?.step === '3.3');
       await h.cancel();
@@ -292,7 +283,7 @@ describe('mlflowDecommission', () => {
 
   it('refuses a second migration of the same target, naming the running one', async () => {
     const fakes = fakeActivities(demoTarget());
-    await withWorker(env, fakes.activities, async (tq) => {
+    await withWorker(server.env, fakes.activities, async (tq) => {
       const target = uniqueTarget();
       const h = await start(tq, { target });
       await expect(start(tq, { target })).rejects.toThrow(`already running as workflow mlflow-decommission-${target}`);
@@ -302,8 +293,8 @@ describe('mlflowDecommission', () => {
 
   it('refuses a real migration under a workflow ID other than the target\'s', async () => {
     const fakes = fakeActivities(demoTarget());
-    await withWorker(env, fakes.activities, async (tq) => {
-      const h = await startMigration(env.client, { target: 'demo' }, { taskQueue: tq, workflowId: 'my-own-id' });
+    await withWorker(server.env, fakes.activities, async (tq) => {
+      const h = await startMigration(server.env.client, { target: 'demo' }, { taskQueue: tq, workflowId: 'my-own-id' });
       await expect(h.result()).rejects.toThrow(WorkflowFailedError);
       const err = await h.result().catch((e: WorkflowFailedError) => e);
       expect((err as WorkflowFailedError).cause?.message).toContain('start target "demo" with workflow ID "mlflow-decommission-demo"');
@@ -318,11 +309,11 @@ describe('mlflowDecommission', () => {
     [{}, 'target'],
   ])('invalid input %j fails at once, non-retryably, naming %s', async (input, field) => {
     // The client helper refuses before starting anything ...
-    await expect(startMigration(env.client, input as MigrationInput)).rejects.toThrow(MigrationInputError);
+    await expect(startMigration(server.env.client, input as MigrationInput)).rejects.toThrow(MigrationInputError);
     // ... and a start from the UI, which bypasses it, fails in the workflow with the same words.
     const fakes = fakeActivities(demoTarget());
-    await withWorker(env, fakes.activities, async (tq) => {
-      const h = await env.client.workflow.start('mlflowDecommission', { taskQueue: tq, workflowId: `bad-${uniqueTarget()}`, args: [input] });
+    await withWorker(server.env, fakes.activities, async (tq) => {
+      const h = await server.env.client.workflow.start('mlflowDecommission', { taskQueue: tq, workflowId: `bad-${uniqueTarget()}`, args: [input] });
       const err = (await h.result().catch((e) => e)) as WorkflowFailedError;
       expect(err).toBeInstanceOf(WorkflowFailedError);
       expect(err.cause?.message).toContain(field);
@@ -337,7 +328,7 @@ describe('mlflowDecommission', () => {
         return createLifecycleActivities({ config: { targets: { demo: demoTarget() } }, objects: new MemoryObjectStore(), preflightChecks: [] }).loadTarget(name);
       },
     });
-    await withWorker(env, fakes.activities, async (tq) => {
+    await withWorker(server.env, fakes.activities, async (tq) => {
       const h = await start(tq, { target: 'prod', dryRun: true });
       const err = (await h.result().catch((e) => e)) as WorkflowFailedError;
       expect((err.cause?.cause as Error | undefined)?.message ?? err.cause?.message).toMatch(/target: "prod" is not in the worker's config file \(known targets: demo\)/);

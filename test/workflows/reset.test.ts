@@ -1,21 +1,13 @@
 // Reset from the UI to before a completed destructive step: the new run re-runs the steps,
 // and because every step checks before it acts, no effect happens twice.
 import { randomUUID } from 'node:crypto';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { startMigration, type MigrationResult } from '../../src/temporal/client';
 import { defineStep } from '../../src/activities/step';
 import { demoTarget, fakeActivities } from '../support/fake-activities';
-import { startDevServer, withWorker, workflowBundle } from '../support/temporal';
+import { useTestServer, withWorker } from '../support/temporal';
 
-let env: TestWorkflowEnvironment;
-beforeAll(async () => {
-  env = await startDevServer();
-  await workflowBundle();
-});
-afterAll(async () => {
-  await env?.teardown();
-});
+const server = useTestServer();
 
 /** A tiny stand-in cloud: a delete acts only on what exists, as the real steps do. */
 function idempotentCloud() {
@@ -37,8 +29,8 @@ describe('reset', () => {
     const noApprovals = { 'phase-0': false, 'phase-2': false, 'phase-4': false, closure: false };
     const cloud = idempotentCloud();
     const fakes = fakeActivities(demoTarget({ approvals: noApprovals, bakePeriod: '1s' }), cloud.activities);
-    await withWorker(env, fakes.activities, async (tq) => {
-      const h = await startMigration(env.client, { target: 'reset' }, { taskQueue: tq });
+    await withWorker(server.env, fakes.activities, async (tq) => {
+      const h = await startMigration(server.env.client, { target: 'reset' }, { taskQueue: tq });
       const first = await h.result();
       expect(first.outcome).toBe('completed');
       expect(cloud.effects).toEqual(['delete service', 'delete instance', 'delete trigger']);
@@ -48,14 +40,14 @@ describe('reset', () => {
       const scheduled = events.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'deleteMlflowService')!;
       const taskCompleted = events.filter((e) => e.workflowTaskCompletedEventAttributes && Number(e.eventId) < Number(scheduled.eventId)).at(-1)!;
       const desc = await h.describe();
-      const { runId } = await env.client.workflowService.resetWorkflowExecution({
+      const { runId } = await server.env.client.workflowService.resetWorkflowExecution({
         namespace: 'default',
         workflowExecution: { workflowId: h.workflowId, runId: desc.runId },
         workflowTaskFinishEventId: taskCompleted.eventId,
         reason: 'test: reset to before 3.1',
         requestId: randomUUID(),
       });
-      const second = (await env.client.workflow.getHandle(h.workflowId, runId!).result()) as MigrationResult;
+      const second = (await server.env.client.workflow.getHandle(h.workflowId, runId!).result()) as MigrationResult;
       expect(second.outcome).toBe('completed');
       expect(cloud.effects).toEqual(['delete service', 'delete instance', 'delete trigger']);
       expect(second.status.steps.find((s) => s.id === '3.1')).toMatchObject({ state: 'done', summary: 'service gone' });
