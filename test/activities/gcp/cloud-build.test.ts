@@ -1,4 +1,4 @@
-import { ApplicationFailure } from '@temporalio/common';
+import { type ApplicationFailure } from '@temporalio/common';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { cloudBuildService, seedBuildTrigger } from '../../../dev/sandbox/services/cloud-build';
 import { seedBucket } from '../../../dev/sandbox/services/storage';
