@@ -1,6 +1,6 @@
 // Recorded histories must replay on the current workflow code: a change that would break a
-// running migration fails here (use patched() for such changes). Re-record with
-// RECORD_HISTORIES=1 npx vitest run test/workflows/mlflow-decommission.test.ts
+// running migration fails here. Guard such changes with patched(); never re-record these
+// histories (that would drop the guard for migrations still open on the old code).
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from '@temporalio/worker';
