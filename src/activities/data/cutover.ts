@@ -5,7 +5,7 @@ import type { Databases } from '../../adapters/postgres';
 import { ErrorType, fail } from '../../errors';
 import type { ObjectStore } from '../../ports';
 import { encodeNumber } from '../../history/encoding';
-import { COMPARED_FIELDS, parseTrainingMetricsJson, trainingMetricsSchema } from '../../history/schema';
+import { COMPARED_FIELDS, parseTrainingMetricsJson, trainingMetricsSchema } from '../../history/training-metrics';
 import type { StepContext, StepResult } from '../../types';
 import { appPool, appResource } from './app-table';
 import { defineStep } from '../step';

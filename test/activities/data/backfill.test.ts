@@ -1,7 +1,7 @@
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBackfillActivities, type BackfillBatch } from '../../../src/activities/data/backfill';
-import { trainingMetricsSchema } from '../../../src/history/schema';
+import { trainingMetricsSchema } from '../../../src/history/training-metrics';
 import type { StepResult } from '../../../src/types';
 import { createDataWorld, type DataWorld } from '../../fixtures/mlflow-store';
 
