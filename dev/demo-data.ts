@@ -11,10 +11,10 @@ import { seedSqlInstance } from '../sandbox/services/cloud-sql';
 import { seedServiceAccount } from '../sandbox/services/iam';
 import { seedSecret } from '../sandbox/services/secret-manager';
 import { seedBucket } from '../sandbox/services/storage';
-import { targetSchema } from '../src/config';
+import { cloudTargetSchema } from '../src/config';
 import { createAppTable, createMlflowSchema, seedAppRows, seedMlflowRuns } from './mlflow-store';
 
-export type TargetInput = z.input<typeof targetSchema>;
+export type TargetInput = z.input<typeof cloudTargetSchema>;
 
 export const DEMO_PROJECT = 'demo-project';
 export const DEMO_REGION = 'europe-central2';
@@ -114,7 +114,7 @@ export async function seedDemo(opts: SeedDemoOptions): Promise<{ target: TargetI
     appTable: { finishedAt: 'finished_at' },
     data: { cutoverDate: CUTOVER, referenceTables: [{ table: 'model_metadata', column: 'mlflow_run_id' }], ...(opts.batchSize ? { batchSize: opts.batchSize } : {}) },
   });
-  const appTable = targetSchema.shape.appTable.parse(target.appTable);
+  const appTable = cloudTargetSchema.shape.appTable.parse(target.appTable);
   const mlflow = new pg.Client({ connectionString: opts.mlflowUrl });
   const app = new pg.Client({ connectionString: opts.appUrl });
   await Promise.all([mlflow.connect(), app.connect()]);

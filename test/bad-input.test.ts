@@ -14,7 +14,7 @@ import { createGcpClients, type GcpClients } from '../src/adapters/gcp/clients';
 import { createGcsObjectStore } from '../src/adapters/gcs-object-store';
 import { createDatabases } from '../src/adapters/postgres';
 import { MigrationInputError, startMigration } from '../src/client';
-import { configFileSchema, type Target } from '../src/config';
+import { configFileSchema, type CloudTarget } from '../src/config';
 import { loadConfigFile } from '../src/environment';
 import type { StepContext } from '../src/types';
 
@@ -89,7 +89,7 @@ describe('at preflight and at the steps, against a real deployment', () => {
   });
 
   /** Runs `act` with the real activities over a variant of the target and env; returns its error and proves nothing changed. */
-  async function refused(act: (a: ReturnType<typeof createActivities>, ctx: StepContext) => Promise<unknown>, opts: { target?: (t: Target) => Target; env?: Record<string, string | undefined> } = {}) {
+  async function refused(act: (a: ReturnType<typeof createActivities>, ctx: StepContext) => Promise<unknown>, opts: { target?: (t: CloudTarget) => CloudTarget; env?: Record<string, string | undefined> } = {}) {
     const target = (opts.target ?? ((t) => t))(structuredClone(d.target));
     const databases = createDatabases({ ...d.workerEnv, ...opts.env } as NodeJS.ProcessEnv);
     const activities = createActivities({ config: configFileSchema.parse({ targets: { bad: target } }), databases, gcp, objects: createGcsObjectStore(gcp.storage) });

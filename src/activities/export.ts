@@ -9,6 +9,8 @@ import type { Databases } from '../adapters/postgres';
 import { copyOut } from '../adapters/postgres-streams';
 import type { Target } from '../config';
 import type { ObjectStore } from '../ports';
+import { backupRoot, shapeOf } from '../shapes';
+import { ALEMBIC, identifyMlflowObjects } from './database/mlflow-tables';
 import type { StepContext, StepResult } from '../types';
 import { mlflowPool, mlflowResource } from './app-table';
 import { heartbeat } from './heartbeat';
@@ -29,7 +31,7 @@ export interface RawManifest {
 }
 
 export function rawExportBase(ctx: StepContext): string {
-  return `gs://${ctx.target.buckets.backup}/${ctx.target.buckets.prefix}/${ctx.migrationId}/raw`;
+  return `${backupRoot(ctx.target)}/${ctx.migrationId}/raw`;
 }
 
 export function manifestUri(ctx: StepContext): string {
@@ -41,7 +43,12 @@ export async function storeTables(databases: Databases, target: Target): Promise
   const { rows } = await mlflowPool(databases, target).query(
     `SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY table_name COLLATE "C"`,
   );
-  return rows.map((r) => r.table_name);
+  const tables: string[] = rows.map((r) => r.table_name);
+  if (shapeOf(target) !== 'shared-database') return tables;
+  // Seed 000: the app's tables share the schema; only MLflow's (by its revision's schema) are exported.
+  const found = await identifyMlflowObjects(mlflowPool(databases, target), target.data.acceptMlflowRevisions);
+  const mine = new Set([...found.tables, ALEMBIC]);
+  return tables.filter((t) => mine.has(t));
 }
 
 export async function countRows(databases: Databases, target: Target, table: string): Promise<number> {

@@ -5,8 +5,12 @@ import type { GcpClients } from '../adapters/gcp/clients';
 import type { ConfigFile } from '../config';
 import type { ObjectStore } from '../ports';
 import { createCloudActivities } from './cloud';
+import { createDatabaseActivities } from './database';
 import { createDataActivities } from './data';
 import { createMigrationActivities } from './migration';
+import { isCloud } from '../shapes';
+import type { Target } from '../config';
+import type { StepContext } from '../types';
 
 export interface ActivityDeps {
   config: ConfigFile;
@@ -18,6 +22,9 @@ export interface ActivityDeps {
 export function createActivities(deps: ActivityDeps) {
   const data = createDataActivities({ databases: deps.databases, objects: deps.objects });
   const cloud = createCloudActivities({ gcp: deps.gcp, objects: deps.objects });
-  const migration = createMigrationActivities({ config: deps.config, objects: deps.objects, preflightChecks: [data.preflight, cloud.preflight] });
-  return { ...migration, ...data.activities, ...cloud.activities };
+  // Seeds 000 and 002: MLflow in Postgres without the cloud around it.
+  const database = createDatabaseActivities({ databases: deps.databases, objects: deps.objects });
+  const cloudPreflight = async (ctx: StepContext<Target>) => (isCloud(ctx.target) ? cloud.preflight(ctx as StepContext) : []);
+  const migration = createMigrationActivities({ config: deps.config, objects: deps.objects, preflightChecks: [data.preflight, cloudPreflight, database.preflight] });
+  return { ...migration, ...data.activities, ...cloud.activities, ...database.activities };
 }

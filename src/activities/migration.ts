@@ -4,6 +4,7 @@ import type { ConfigFile, Target } from '../config';
 import { ErrorType, fail } from '../errors';
 import type { ObjectStore } from '../ports';
 import { renderReport } from '../report';
+import { backupUri } from '../shapes';
 import type { CheckResult, StepContext } from '../types';
 import type { MigrationStatus } from '../workflows/messages';
 import { defineStep } from './step';
@@ -43,8 +44,8 @@ export function createMigrationActivities(deps: MigrationDeps) {
     }),
 
     // 5.6: the record the plan asks for, in the backup bucket beside the snapshots.
-    async writeCompletionRecord(ctx: StepContext, status: MigrationStatus) {
-      const base = `gs://${ctx.target.buckets.backup}/${ctx.target.buckets.prefix}/${ctx.migrationId}/completion-record`;
+    async writeCompletionRecord(ctx: StepContext<Target>, status: MigrationStatus) {
+      const base = backupUri(ctx, 'completion-record');
       const actions = [
         { call: 'storage.objects.insert', resource: `${base}.md`, description: 'write the completion record (Markdown)' },
         { call: 'storage.objects.insert', resource: `${base}.json`, description: 'write the completion record (JSON)' },

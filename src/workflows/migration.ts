@@ -24,7 +24,8 @@ import { MIGRATION_PHASE, MIGRATION_STATE, MIGRATION_TARGET } from '../search-at
 import { GATE_IDS, type GateId, type PhaseId, type StepContext, type StepResult } from '../types';
 import * as msg from './messages';
 import type { CompensationStatus, GateStatus, MigrationResult, MigrationState, MigrationStatus, StepStatus, WaitingFor } from './messages';
-import { GATES, PHASE_TITLES, STEPS, gateSpec, stepSpec, type ActivityName, type StepSpec } from './steps';
+import { shapeOf } from '../shapes';
+import { PHASE_TITLES, gateSpec, pendingGates, pendingSteps, stepSpec, type ActivityName, type StepSpec } from './steps';
 
 const RETRY = { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5 } as const;
 
@@ -43,7 +44,7 @@ type StopKind = 'rollback' | 'abort' | 'reject';
 
 export class Migration {
   readonly status: MigrationStatus;
-  private ctx!: StepContext;
+  private ctx!: StepContext<Target>;
   private input!: ResolvedInput;
   private readonly decisions = new Map<string, 'retry' | 'skip'>();
   private stop?: { kind: StopKind; by: string; reason: string };
@@ -59,8 +60,8 @@ export class Migration {
       dryRun: false,
       phase: null,
       state: 'starting',
-      steps: STEPS.map((s) => ({ id: s.id, title: s.title, phase: s.phase, state: 'pending', skippable: !!s.skippable, destructive: !!s.destructive, attempts: 0 })),
-      gates: GATES.map((g) => ({ id: g.id, phase: g.phase, title: g.title, state: 'pending', requiresApproval: false, checks: [] })),
+      steps: pendingSteps('cloud'),
+      gates: pendingGates('cloud'),
       compensations: [],
       plan: {},
       facts: {},
@@ -93,6 +94,8 @@ export class Migration {
     this.status.dryRun = this.input.dryRun;
     const loaded = await loadTarget(this.input.target);
     const target: Target = { ...loaded, bakePeriod: this.input.bakePeriod ?? loaded.bakePeriod, approvals: effectiveApprovals(loaded, this.input) };
+    // The status lists the steps and gates of the target's shape only (the same lists for the cloud shape).
+    Object.assign(this.status, { steps: pendingSteps(shapeOf(target)), gates: pendingGates(shapeOf(target)) });
     for (const g of this.status.gates) g.requiresApproval = !!target.approvals[g.id];
     // One folder per migration run: one started again after a rollback must not find the last one's
     // export, snapshots or records. Workflow time is replayed from history, so a reset keeps it.
@@ -141,10 +144,10 @@ export class Migration {
    * compensation is recorded before the step acts. A failure blocks the step until the
    * operator sends retry, skip (when allowed), rollback or abort.
    */
-  async step(id: string, body?: (ctx: StepContext) => Promise<StepResult>): Promise<StepResult | undefined> {
-    const spec = stepSpec(id);
+  async step(id: string, body?: (ctx: StepContext<Target>) => Promise<StepResult>): Promise<StepResult | undefined> {
+    const spec = stepSpec(id, shapeOf(this.target));
     const s = this.stepStatus(id);
-    const exec = body ?? ((ctx: StepContext) => this.call<StepResult>(spec.activity, [ctx], `${id} ${spec.title}`, spec.long ? 'long' : 'short'));
+    const exec = body ?? ((ctx: StepContext<Target>) => this.call<StepResult>(spec.activity, [ctx], `${id} ${spec.title}`, spec.long ? 'long' : 'short'));
     if (this.ctx.dryRun) {
       const res = await exec(this.ctx);
       this.status.plan[id] = res.actions;
@@ -192,7 +195,7 @@ export class Migration {
   }
 
   async gate(id: GateId): Promise<void> {
-    const spec = gateSpec(id);
+    const spec = gateSpec(id, shapeOf(this.target));
     const g = this.gateStatus(id);
     if (this.ctx.dryRun) {
       g.state = 'planned';
@@ -373,7 +376,7 @@ export class Migration {
     }
     const step = this.status.steps.find((s) => s.id === id);
     const gate = this.status.gates.find((g) => g.id === id);
-    if (!step && !gate) return `unknown step "${id}"; steps are ${STEPS.map((s) => s.id).join(', ')}`;
+    if (!step && !gate) return `unknown step "${id}"; steps are ${this.status.steps.map((s) => s.id).join(', ')}`;
     if (step && step.state !== 'blocked') return `step ${id} is not Blocked (it is ${step.state}). ${this.nextHint()}`;
     if (gate && gate.state !== 'failed') return `gate ${id} has no failed checks (it is ${gate.state}). ${this.nextHint()}`;
     if (verb === 'skip' && (gate || !step!.skippable)) return `step ${id} must not be skipped: fix its cause and retry, or rollback`;
