@@ -105,7 +105,7 @@ export interface SeedDemoOptions {
   batchSize?: number;
 }
 
-const CUTOVER = '2024-06-01T00:00:00Z';
+export const CUTOVER = '2024-06-01T00:00:00Z';
 const TRAINING_BUCKET = 'demo-training-artifacts';
 
 /** Seeds the MLflow store, the app DB and the sandbox; returns the target for the config file. */
@@ -154,7 +154,7 @@ export async function seedDemo(opts: SeedDemoOptions): Promise<{ target: TargetI
 }
 
 /** A training_metrics.json as the trainer's MetricsCollector writes it (the plan's appendix). */
-function postCutoverMetrics(n: number) {
+export function postCutoverMetrics(n: number) {
   const epochs = [0, 1, 2, 3, 4];
   const curve = (base: number) => epochs.map((e) => Math.round((base / (e + 1)) * 1e6) / 1e6);
   return {

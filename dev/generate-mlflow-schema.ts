@@ -14,6 +14,8 @@ interface Snapshot {
   sequences: Array<{ name: string }>;
   types: Array<{ name: string; labels: string[] }>;
   indexes: Array<{ name: string; table: string }>;
+  functions: Array<{ name: string; args: string }>;
+  triggers: Array<{ name: string; table: string }>;
 }
 
 const OUT = join(__dirname, '../src/activities/database/mlflow-revisions.json');
@@ -31,7 +33,7 @@ async function main(): Promise<void> {
     const { mlflowVersion, revisions } = JSON.parse(run.stdout) as { mlflowVersion: string; revisions: Snapshot[] };
     const ids = revisions.map((r) => r.revision);
     const out: Record<string, unknown> = { generatedBy: 'dev/generate-mlflow-schema.ts', mlflowVersion, revisions: ids };
-    for (const kind of ['tables', 'sequences', 'types', 'indexes'] as const) {
+    for (const kind of ['tables', 'sequences', 'types', 'indexes', 'functions', 'triggers'] as const) {
       // Same object in the same form over consecutive revisions: one entry with its range.
       const ranges = new Map<string, { object: object; from: number; to: number }>();
       revisions.forEach((r, i) => {

@@ -1,6 +1,6 @@
 # Runs MLflow's own schema migrations on an empty Postgres database, one Alembic revision at a
 # time, and prints (JSON) the objects each revision has in the `public` schema: tables with their
-# columns, sequences, enum types and indexes. dev/generate-mlflow-schema.ts drives it and writes
+# columns, sequences, enum types, indexes, functions and triggers. dev/generate-mlflow-schema.ts drives it and writes
 # src/activities/database/mlflow-revisions.json, which tells the shared-database steps which
 # objects are MLflow's at the revision a store carries.
 #   python3 dev/mlflow-schema-revisions.py postgresql+psycopg2://user:pw@host:port/empty_db
@@ -38,6 +38,17 @@ CATALOG = {
         FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid
         JOIN pg_namespace n ON n.oid = t.relnamespace
         WHERE n.nspname = 'public' ORDER BY i.relname COLLATE "C"
+    """,
+    # e.g. prevent_secrets_aad_mutation(), which a trigger on `secrets` calls (MLflow 3.x).
+    "functions": """
+        SELECT p.proname AS name, pg_get_function_identity_arguments(p.oid) AS args
+        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname = 'public' ORDER BY p.proname COLLATE "C", 2
+    """,
+    "triggers": """
+        SELECT t.tgname AS name, c.relname AS "table"
+        FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'public' AND NOT t.tgisinternal ORDER BY t.tgname COLLATE "C", 2
     """,
 }
 

@@ -43,13 +43,14 @@ export function createBackupActivities(databases: Databases, objects: ObjectStor
         const existing = await readManifest(objects, dumpBase(ctx));
         if (existing) return [];
         const found = await identifyOrFail(mlflowPool(databases, ctx.target), ctx);
-        const { tables, where } = dumpSelection(found);
+        const { tables, functions, where } = dumpSelection(found);
         return [
           ...tables.map((t) => ({
             call: 'postgres.copy_to',
             resource: mlflowResource(ctx.target, t),
             description: `COPY ${t}${where.has(t) ? ` (only MLflow's row: ${where.get(t)})` : ` (${found.rows.get(t) ?? '?'} rows)`} to ${dumpBase(ctx)}/data/${t}.copy.gz`,
           })),
+          ...functions.map((f) => ({ call: 'postgres.catalog', resource: mlflowResource(ctx.target, f), description: `keep the definition of MLflow's function ${f} in schema.json` })),
           { call: 'objects.write', resource: `${dumpBase(ctx)}/manifest.json`, description: 'write schema.json, schema.sql and the manifest (rows, bytes, sha256 per table), after reading every file back' },
         ];
       },
@@ -60,9 +61,10 @@ export function createBackupActivities(databases: Databases, objects: ObjectStor
         if (!manifest) {
           reused = false;
           const found = await identifyOrFail(mlflowPool(databases, ctx.target), ctx);
-          const { tables, where } = dumpSelection(found);
+          const { tables, functions, where } = dumpSelection(found);
           manifest = await writeDump(mlflowPool(databases, ctx.target), objects, {
             tables,
+            functions,
             where,
             base,
             migrationId: ctx.migrationId,

@@ -42,7 +42,17 @@ export interface CatalogTable {
   constraints: CatalogConstraint[];
   /** Indexes that back no constraint, as pg_get_indexdef() prints them. */
   indexes: Array<{ name: string; definition: string }>;
+  /** Triggers (not Postgres's own for foreign keys), as pg_get_triggerdef() prints them. */
+  triggers: Array<{ name: string; definition: string }>;
   grants: CatalogGrant[];
+}
+
+export interface CatalogFunction {
+  /** name(identity arguments) */
+  signature: string;
+  owner: string;
+  /** pg_get_functiondef(): a whole CREATE OR REPLACE FUNCTION statement. */
+  definition: string;
 }
 
 export interface CatalogSequence {
@@ -73,6 +83,8 @@ export interface CatalogType {
 export interface Catalog {
   schema: typeof SCHEMA;
   types: CatalogType[];
+  /** Functions the tables' triggers call (MLflow 3.x: prevent_secrets_aad_mutation). */
+  functions: CatalogFunction[];
   sequences: CatalogSequence[];
   tables: CatalogTable[];
 }
@@ -85,6 +97,12 @@ export function qualified(name: string): string {
   return `${quoteIdent(SCHEMA)}.${quoteIdent(name)}`;
 }
 
+/** public."name"(arguments), from a name(arguments) signature. */
+export function qualifiedFunction(signature: string): string {
+  const open = signature.indexOf('(');
+  return `${qualified(signature.slice(0, open))}${signature.slice(open)}`;
+}
+
 function quoteLiteral(value: string): string {
   return `'${value.replace(/'/g, "''")}'`;
 }
@@ -94,7 +112,7 @@ function quoteLiteral(value: string): string {
  * defaults) and the enum types their columns use. Run it inside the dump's snapshot; it sets
  * search_path empty for the rest of that transaction.
  */
-export async function readCatalog(s: Session, tables: string[]): Promise<Catalog> {
+export async function readCatalog(s: Session, tables: string[], functions: string[] = []): Promise<Catalog> {
   await s.query(`SET LOCAL search_path = ''`);
   const { rows: rels } = await s.query<{ oid: number; name: string; owner: string; acl: string | null }>(
     `SELECT c.oid::int AS oid, c.relname AS name, pg_catalog.pg_get_userbyid(c.relowner) AS owner
@@ -131,6 +149,17 @@ export async function readCatalog(s: Session, tables: string[]): Promise<Catalog
         AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c WHERE c.conindid = x.indexrelid AND c.conrelid = x.indrelid AND c.contype IN ('p', 'u', 'x'))
       ORDER BY i.relname COLLATE "C"`,
     [oids],
+  );
+  const { rows: trg } = await s.query(
+    `SELECT t.tgrelid::int AS rel, t.tgname AS name, pg_catalog.pg_get_triggerdef(t.oid) AS definition
+       FROM pg_catalog.pg_trigger t WHERE t.tgrelid = ANY($1::oid[]) AND NOT t.tgisinternal ORDER BY t.tgname COLLATE "C"`,
+    [oids],
+  );
+  const { rows: fns } = await s.query(
+    `SELECT p.proname || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid) || ')' AS signature, pg_catalog.pg_get_userbyid(p.proowner) AS owner, pg_catalog.pg_get_functiondef(p.oid) AS definition
+       FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+      WHERE n.nspname = $1 AND p.proname || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid) || ')' = ANY($2::text[]) ORDER BY 1`,
+    [SCHEMA, functions],
   );
   const grantsOf = async (oid: number[]) =>
     (
@@ -198,6 +227,7 @@ export async function readCatalog(s: Session, tables: string[]): Promise<Catalog
   return {
     schema: SCHEMA,
     types: types.map((t) => ({ name: t.name, owner: t.owner, labels: t.labels })),
+    functions: fns.map((f) => ({ signature: f.signature, owner: f.owner, definition: f.definition })),
     sequences,
     tables: rels.map((r) => ({
       name: r.name,
@@ -213,6 +243,7 @@ export async function readCatalog(s: Session, tables: string[]): Promise<Catalog
       })),
       constraints: byRel(cons, r.oid).map(({ name, kind, definition }) => ({ name, kind, definition })),
       indexes: byRel(idx, r.oid).map(({ name, definition }) => ({ name, definition })),
+      triggers: byRel(trg, r.oid).map(({ name, definition }) => ({ name, definition })),
       grants: byRel(tableGrants, r.oid).map(({ grantee, privilege, grantable }) => ({ grantee, privilege, grantable })),
     })),
   };
@@ -245,11 +276,12 @@ function grantDdl(what: string, g: CatalogGrant): string {
   return `GRANT ${g.privilege} ON ${what} TO ${g.grantee === 'PUBLIC' ? 'PUBLIC' : quoteIdent(g.grantee)}${g.grantable ? ' WITH GRANT OPTION' : ''}`;
 }
 
-/** Before the data: types, free-standing sequences, tables with their columns. */
+/** Before the data: types, functions, free-standing sequences, tables with their columns. */
 export function preDataDdl(c: Catalog, skip: ReadonlySet<string> = new Set()): string[] {
   const identitySeq = (t: string, col: string) => c.sequences.find((q) => q.identity && q.ownedBy?.table === t && q.ownedBy.column === col);
   return [
     ...c.types.map((t) => `CREATE TYPE ${qualified(t.name)} AS ENUM (${t.labels.map(quoteLiteral).join(', ')})`),
+    ...(c.functions ?? []).map((f) => f.definition),
     ...c.sequences
       .filter((q) => !q.identity)
       .map((q) => `CREATE SEQUENCE ${qualified(q.name)} AS ${q.dataType} START WITH ${q.start} INCREMENT BY ${q.increment} MINVALUE ${q.min} MAXVALUE ${q.max} CACHE ${q.cache}${q.cycle ? ' CYCLE' : ' NO CYCLE'}`),
@@ -259,7 +291,7 @@ export function preDataDdl(c: Catalog, skip: ReadonlySet<string> = new Set()): s
   ];
 }
 
-/** After the data: sequence values, keys and checks, then foreign keys, indexes, owners and grants. */
+/** After the data: sequence values, keys and checks, then foreign keys, indexes, triggers, owners and grants. */
 export function postDataDdl(c: Catalog, skip: ReadonlySet<string> = new Set()): string[] {
   const tables = c.tables.filter((t) => !skip.has(t.name));
   const constraint = (t: CatalogTable, k: CatalogConstraint) => `ALTER TABLE ${qualified(t.name)} ADD CONSTRAINT ${quoteIdent(k.name)} ${k.definition}`;
@@ -269,8 +301,12 @@ export function postDataDdl(c: Catalog, skip: ReadonlySet<string> = new Set()): 
     ...tables.flatMap((t) => t.constraints.filter((k) => k.kind !== 'f').map((k) => constraint(t, k))),
     ...tables.flatMap((t) => t.constraints.filter((k) => k.kind === 'f').map((k) => constraint(t, k))),
     ...tables.flatMap((t) => t.indexes.map((x) => x.definition)),
+    // After the rows are in, as pg_dump does: a trigger does not fire on the restore's own COPY.
+    ...tables.flatMap((t) => (t.triggers ?? []).map((x) => x.definition)),
+    ...(c.functions ?? []).map((f) => `ALTER FUNCTION ${qualifiedFunction(f.signature)} OWNER TO ${quoteIdent(f.owner)}`),
     ...c.types.map((t) => `ALTER TYPE ${qualified(t.name)} OWNER TO ${quoteIdent(t.owner)}`),
-    ...c.sequences.filter((q) => !q.identity).map((q) => `ALTER SEQUENCE ${qualified(q.name)} OWNER TO ${quoteIdent(q.owner)}`),
+    // A sequence owned by a column follows its table's owner (Postgres refuses to change it on its own).
+    ...c.sequences.filter((q) => !q.ownedBy).map((q) => `ALTER SEQUENCE ${qualified(q.name)} OWNER TO ${quoteIdent(q.owner)}`),
     ...tables.map((t) => `ALTER TABLE ${qualified(t.name)} OWNER TO ${quoteIdent(t.owner)}`),
     ...tables.flatMap((t) => t.grants.map((g) => grantDdl(`TABLE ${qualified(t.name)}`, g))),
     ...c.sequences.flatMap((q) => q.grants.map((g) => grantDdl(`SEQUENCE ${qualified(q.name)}`, g))),

@@ -81,6 +81,8 @@ function lineCounter(): Writable & { lines: number } {
 
 export interface WriteDumpOptions {
   tables: string[];
+  /** Functions that go with the tables, as name(arguments). */
+  functions?: string[];
   where?: ReadonlyMap<string, string>;
   base: string;
   migrationId: string;
@@ -94,7 +96,7 @@ export async function writeDump(pool: Pool, objects: ObjectStore, opts: WriteDum
     pool,
     async (s) => {
       await s.query('SET LOCAL extra_float_digits = 3');
-      const catalog = await readCatalog(s, opts.tables);
+      const catalog = await readCatalog(s, opts.tables, opts.functions);
       const missing = opts.tables.filter((t) => !catalog.tables.some((c) => c.name === t));
       if (missing.length) throw new Error(`tables ${missing.join(', ')} disappeared while the dump was read`);
       const { rows } = await s.query<{ v: string }>('SHOW server_version');

@@ -23,6 +23,10 @@ export interface MlflowObjects {
   types: Map<string, string[]>;
   /** Index → its table. */
   indexes: Map<string, string>;
+  /** Functions as name(identity arguments), e.g. the trigger function prevent_secrets_aad_mutation(). */
+  functions: Set<string>;
+  /** Trigger → its table. */
+  triggers: Map<string, string>;
 }
 
 const at = (i: number) => (o: Ranged) => MLFLOW_REVISIONS.indexOf(o.from) <= i && i <= MLFLOW_REVISIONS.indexOf(o.to);
@@ -38,5 +42,7 @@ export function mlflowObjectsAt(revision: string): MlflowObjects | undefined {
     sequences: new Set((data.sequences as Array<{ name: string } & Ranged>).filter(has).map((s) => s.name)),
     types: new Map((data.types as Array<{ name: string; labels: string[] } & Ranged>).filter(has).map((t) => [t.name, t.labels])),
     indexes: new Map((data.indexes as Array<{ name: string; table: string } & Ranged>).filter(has).map((x) => [x.name, x.table])),
+    functions: new Set((data.functions as Array<{ name: string; args: string } & Ranged>).filter(has).map((f) => `${f.name}(${f.args})`)),
+    triggers: new Map((data.triggers as Array<{ name: string; table: string } & Ranged>).filter(has).map((t) => [t.name, t.table])),
   };
 }

@@ -28,7 +28,7 @@ export interface AlembicPlan {
 
 export interface Refusal {
   /** not-mlflow: a table with MLflow's name and other columns; the others: an app object that depends on MLflow's. */
-  case: 'not-mlflow' | 'app-foreign-key' | 'app-view' | 'app-type';
+  case: 'not-mlflow' | 'app-foreign-key' | 'app-view' | 'app-type' | 'app-trigger';
   message: string;
 }
 
@@ -44,6 +44,8 @@ export interface Identified {
   sequences: string[];
   /** Enum types MLflow's columns use. */
   types: string[];
+  /** MLflow's functions present, as name(arguments); its triggers go with their tables. */
+  functions: string[];
   indexes: Array<{ name: string; table: string }>;
   /** Tables left as they are: the app's (or anyone's but MLflow's). */
   otherTables: Array<{ name: string; columns: string[] }>;
@@ -176,6 +178,20 @@ export async function identifyMlflowObjects(db: Queryable, accepted: readonly st
       WHERE x.indrelid = ANY($1::oid[]) ORDER BY 1`,
     [myOids],
   );
+  const { rows: fns } = await db.query(
+    `SELECT p.oid::int AS oid, p.proname || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid) || ')' AS signature
+       FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1 ORDER BY 2`,
+    [SCHEMA],
+  );
+  const functions = fns.filter((f) => objects.functions.has(f.signature));
+  const { rows: appTriggers } = await db.query(
+    `SELECT t.tgname AS name, c.relname AS table, p.proname AS fn FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+      WHERE NOT t.tgisinternal AND t.tgfoid = ANY($1::oid[]) AND NOT t.tgrelid = ANY($2::oid[]) ORDER BY 1`,
+    [functions.map((f) => f.oid), myOids],
+  );
+  for (const t of appTriggers) {
+    refusals.push({ case: 'app-trigger', message: `an app trigger calls MLflow's function: trigger "${t.name}" on "${t.table}" runs ${t.fn}(). Drop the trigger or give the app its own function, then retry.` });
+  }
   const rows = new Map<string, number>();
   for (const t of mine) {
     const { rows: n } = await db.query(`SELECT count(*)::bigint AS n FROM "${SCHEMA}"."${t.name.replace(/"/g, '""')}"`);
@@ -188,6 +204,7 @@ export async function identifyMlflowObjects(db: Queryable, accepted: readonly st
     rows,
     sequences: seqs.map((s) => s.name),
     types: types.map((t) => t.name),
+    functions: functions.map((f) => f.signature),
     indexes,
     otherTables,
     refusals,
@@ -200,11 +217,11 @@ export class NotAnMlflowStore extends Error {
   override name = 'NotAnMlflowStore';
 }
 
-/** What 0.1 dumps: MLflow's tables and alembic_version (only MLflow's row of it when the app shares it). */
-export function dumpSelection(found: Identified): { tables: string[]; where: Map<string, string> } {
+/** What 0.1 dumps: MLflow's tables and functions, and alembic_version (only MLflow's row of it when the app shares it). */
+export function dumpSelection(found: Identified): { tables: string[]; functions: string[]; where: Map<string, string> } {
   const where = new Map<string, string>();
   if (found.alembic.decision === 'delete-row') where.set(ALEMBIC, `version_num = '${found.alembic.mlflow.replace(/'/g, "''")}'`);
-  return { tables: [...found.tables, ALEMBIC].sort(), where };
+  return { tables: [...found.tables, ALEMBIC].sort(), functions: found.functions, where };
 }
 
 /** Saves JSON beside the dump; the first snapshot wins, so a retry keeps what was there before the drop. */

@@ -30,8 +30,15 @@ export function createRemovalChecks(databases: Databases, objects: ObjectStore, 
       [SCHEMA],
     );
     const { rows: types } = await pool.query(`SELECT t.typname FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname = $1 AND t.typname = ANY($2::text[])`, [SCHEMA, snap.types]);
+    const { rows: fns } = await pool.query(
+      `SELECT p.proname || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid) || ')' AS f FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1`,
+      [SCHEMA],
+    );
     const now = new Map<string, string[]>(rows.map((r) => [r.name, r.columns ?? []]));
-    const left = [...snap.tables, ...snap.sequences].filter((t) => now.has(t)).concat(types.map((t) => t.typname));
+    const left = [...snap.tables, ...snap.sequences]
+      .filter((t) => now.has(t))
+      .concat(types.map((t) => t.typname))
+      .concat(fns.map((f) => f.f).filter((f) => (snap.functions ?? []).includes(f)));
     let alembic: string;
     if (snap.alembic.decision === 'drop-table') alembic = now.has(ALEMBIC) ? `${ALEMBIC} is still there` : '';
     else {

@@ -124,6 +124,8 @@ export function createSelfHostedActivities(databases: Databases, objects: Object
       `SELECT coalesce(d.datname, '(server-wide)') AS db, s.deptype, count(*)::int AS n
          FROM pg_catalog.pg_shdepend s LEFT JOIN pg_catalog.pg_database d ON d.oid = s.dbid
         WHERE s.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass AND s.refobjid = $1 AND coalesce(d.datname, '') <> $2
+          -- MLflow's database itself (a server-wide object) goes in 3.2.
+          AND NOT (s.classid = 'pg_catalog.pg_database'::pg_catalog.regclass AND s.objid IS NOT DISTINCT FROM (SELECT oid FROM pg_catalog.pg_database WHERE datname = $2))
         GROUP BY 1, 2 ORDER BY 1, 2`,
       [role.oid, ctx.target.mlflow.database],
     );

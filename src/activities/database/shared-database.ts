@@ -13,7 +13,7 @@ import type { CheckResult, PlannedAction } from '../../types';
 import { mlflowPool, mlflowResource } from '../app-table';
 import { defineShapeCheck, defineShapeStep } from '../step';
 import { dumpBase, identifyOrFail, requireDump, type Ctx } from './backup';
-import { qualified } from './catalog';
+import { qualified, qualifiedFunction } from './catalog';
 import { readManifest, restoreDump } from './dump';
 import { ALEMBIC, readJson, saveOnce, type AlembicPlan, type Identified } from './mlflow-tables';
 
@@ -26,6 +26,7 @@ export interface DroppedObjects {
   rows: Record<string, number>;
   sequences: string[];
   types: string[];
+  functions: string[];
   indexes: Array<{ name: string; table: string }>;
   /** The app's tables (names and columns) as they were: 5.1 finds them unchanged. */
   otherTables: Array<{ name: string; columns: string[] }>;
@@ -48,6 +49,7 @@ export function describeDrop(ctx: Ctx, found: Identified): PlannedAction[] {
     })),
     ...found.sequences.map((s) => ({ call: 'postgres.drop_sequence', resource: r(s), description: `sequence ${s} (goes with its table)`, destructive: true })),
     ...found.types.map((t) => ({ call: 'postgres.drop_type', resource: r(t), description: `drop MLflow's enum type ${t}`, destructive: true })),
+    ...found.functions.map((f) => ({ call: 'postgres.drop_function', resource: r(f), description: `drop MLflow's function ${f} (its trigger goes with its table)`, destructive: true })),
     found.alembic.decision === 'drop-table'
       ? { call: 'postgres.drop_table', resource: r(ALEMBIC), description: `drop ${ALEMBIC}: it holds MLflow's revision ${found.alembic.mlflow} alone`, destructive: true }
       : {
@@ -136,6 +138,7 @@ export function createSharedDatabaseActivities(databases: Databases, objects: Ob
             rows: Object.fromEntries(found.rows),
             sequences: found.sequences,
             types: found.types,
+            functions: found.functions,
             indexes: found.indexes,
             otherTables: found.otherTables,
             dump: `${dumpBase(ctx)}/manifest.json`,
@@ -146,6 +149,7 @@ export function createSharedDatabaseActivities(databases: Databases, objects: Ob
           await s.query(`DROP TABLE ${dropTables.map(qualified).join(', ')}`);
           for (const q of found.sequences) await s.query(`DROP SEQUENCE IF EXISTS ${qualified(q)}`);
           for (const t of found.types) await s.query(`DROP TYPE ${qualified(t)}`);
+          for (const f of found.functions) await s.query(`DROP FUNCTION ${qualifiedFunction(f)}`);
           if (found.alembic.decision === 'delete-row') await s.query(`DELETE FROM ${qualified(ALEMBIC)} WHERE version_num = $1`, [found.alembic.mlflow]);
           return snap;
         },
@@ -154,7 +158,7 @@ export function createSharedDatabaseActivities(databases: Databases, objects: Ob
       const rows = Object.values(dropped.rows).reduce((n, x) => n + x, 0);
       return {
         summary:
-          `dropped MLflow's ${dropped.tables.length} tables (${rows} rows), ${dropped.sequences.length} sequence(s), ${dropped.types.length} type(s) in one transaction; ` +
+          `dropped MLflow's ${dropped.tables.length} tables (${rows} rows), ${dropped.sequences.length} sequence(s), ${dropped.types.length} type(s), ${dropped.functions.length} function(s) in one transaction; ` +
           `${ALEMBIC}: ${dropped.alembic.decision === 'drop-table' ? 'dropped (MLflow’s alone)' : `kept for the app, MLflow’s row ${dropped.alembic.mlflow} deleted`}; ` +
           `${dropped.otherTables.length} app table(s) untouched; snapshot at ${snapUri}, data in the dump ${dumpBase(ctx)}`,
         actions: [],
@@ -200,7 +204,7 @@ export function createSharedDatabaseActivities(databases: Databases, objects: Ob
       {
         name: 'mlflow objects',
         ok: found.tables.length > 0,
-        detail: `MLflow ${found.revision}: tables ${found.tables.join(', ')} (${rows} rows); sequences ${found.sequences.join(', ') || 'none'}; types ${found.types.join(', ') || 'none'}; ${found.indexes.length} indexes`,
+        detail: `MLflow ${found.revision}: tables ${found.tables.join(', ')} (${rows} rows); sequences ${found.sequences.join(', ') || 'none'}; types ${found.types.join(', ') || 'none'}; functions ${found.functions.join(', ') || 'none'}; ${found.indexes.length} indexes`,
       },
       {
         name: ALEMBIC,
