@@ -147,7 +147,7 @@ export async function checkWritableLocation(uri: string): Promise<true | string>
   for (;;) {
     try {
       await access(dir, constants.W_OK);
-      return true;
+      return (await stat(dir)).isDirectory() ? true : `${dir} is a file, not a directory`;
     } catch (err) {
       if (!isMissing(err)) return `${dir} is not writable by the worker (${(err as NodeJS.ErrnoException).code})`;
       if (dir === dirname(dir)) return `no directory of ${uri} exists`;

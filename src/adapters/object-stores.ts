@@ -9,11 +9,11 @@ export function objectStoreByScheme(stores: { gs: ObjectStore; file: ObjectStore
     throw new Error(`unsupported object URI "${uri}": expected gs://bucket/name or file:///path`);
   };
   return {
-    write: (uri, body, contentType) => pick(uri).write(uri, body, contentType),
+    write: async (uri, body, contentType) => pick(uri).write(uri, body, contentType),
     writeStream: (uri, contentType) => pick(uri).writeStream(uri, contentType),
-    read: (uri) => pick(uri).read(uri),
+    read: async (uri) => pick(uri).read(uri),
     readStream: (uri) => pick(uri).readStream(uri),
-    stat: (uri) => pick(uri).stat(uri),
-    list: (prefixUri) => pick(prefixUri).list(prefixUri),
+    stat: async (uri) => pick(uri).stat(uri),
+    list: async (prefixUri) => pick(prefixUri).list(prefixUri),
   };
 }
