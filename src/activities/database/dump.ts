@@ -203,13 +203,13 @@ export async function restoreDump(s: Session, objects: ObjectStore, manifest: Du
     const source = () => objects.readStream(t.uri);
     if (merge.has(t.table)) {
       await s.query(`CREATE TEMPORARY TABLE restore_merge ON COMMIT DROP AS SELECT ${cols} FROM ${qualified(t.table)} WITH NO DATA`);
-      await s.copyIn(`COPY pg_temp.restore_merge (${cols}) FROM STDIN`, source(), [createGunzip()], signal);
+      await s.copyIn(`COPY pg_temp.restore_merge (${cols}) FROM STDIN`, source(), [tap({ restoring: t.table }), createGunzip()], signal);
       await s.query(`INSERT INTO ${qualified(t.table)} (${cols}) SELECT ${cols} FROM pg_temp.restore_merge ON CONFLICT DO NOTHING`);
       const { rows: found } = await s.query(`SELECT count(*)::bigint AS n FROM (SELECT ${cols} FROM pg_temp.restore_merge INTERSECT SELECT ${cols} FROM ${qualified(t.table)}) x`);
       await s.query('DROP TABLE pg_temp.restore_merge');
       if (Number(found[0].n) !== t.rows) throw new Error(`${t.table}: ${found[0].n} of the dump's ${t.rows} rows are back`);
     } else {
-      const copied = await s.copyIn(`COPY ${qualified(t.table)} (${cols}) FROM STDIN`, source(), [createGunzip()], signal);
+      const copied = await s.copyIn(`COPY ${qualified(t.table)} (${cols}) FROM STDIN`, source(), [tap({ restoring: t.table }), createGunzip()], signal);
       if (copied !== t.rows) throw new Error(`${t.table}: ${copied} rows copied in, the dump holds ${t.rows}`);
     }
     rows += t.rows;

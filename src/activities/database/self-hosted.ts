@@ -317,7 +317,13 @@ export function createSelfHostedActivities(databases: Databases, objects: Object
         if (rows[0].n > 0) fail(ErrorType.CannotRestore, `a database ${name} exists that is not the one 3.2 dropped and is not empty: rename or drop it, then retry.`);
       } else {
         const d = snap.database as Record<string, unknown>;
-        const provider = d.datlocprovider === 'i' ? ` LOCALE_PROVIDER icu ICU_LOCALE ${literal(String(d.datlocale ?? d.daticulocale))}` : '';
+        // libc ('c'), ICU ('i', Postgres 15+) or the builtin provider ('b', Postgres 17+), as the database had it.
+        const provider =
+          d.datlocprovider === 'i'
+            ? ` LOCALE_PROVIDER icu ICU_LOCALE ${literal(String(d.datlocale ?? d.daticulocale))}`
+            : d.datlocprovider === 'b'
+              ? ` LOCALE_PROVIDER builtin BUILTIN_LOCALE ${literal(String(d.datlocale))}`
+              : '';
         await server(ctx).query(
           `CREATE DATABASE ${quoteIdent(name)} WITH OWNER ${quoteIdent(snap.owner)} TEMPLATE template0 ENCODING ${Number(d.encoding)} LC_COLLATE ${literal(String(d.datcollate))} LC_CTYPE ${literal(String(d.datctype))}${provider} CONNECTION LIMIT ${Number(d.datconnlimit ?? -1)}`,
         );
