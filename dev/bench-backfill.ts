@@ -17,7 +17,7 @@ import pg from 'pg';
 import { createDatabases } from '../src/adapters/postgres';
 import { copyOut } from '../src/adapters/postgres-streams';
 import { createBackfillActivities, type BackfillBatch } from '../src/activities/data/backfill';
-import { targetSchema } from '../src/config/schema';
+import { cloudTargetSchema } from '../src/config/schema';
 import type { StepContext } from '../src/types';
 import { createDatabase, startPostgres } from './postgres';
 import { createAppTable, createMlflowSchema, seedAppRows, seedMlflowRuns } from './mlflow-store';
@@ -39,7 +39,7 @@ async function main() {
   const mlflowUrl = reuse ? withDatabase(server.adminUrl, 'bench_mlflow') : await createDatabase(server.adminUrl, 'bench_mlflow');
   const appUrl = reuse ? withDatabase(server.adminUrl, 'bench_app') : await createDatabase(server.adminUrl, 'bench_app');
   const databases = createDatabases({ MLFLOW_DATABASE_URL: mlflowUrl, APP_DATABASE_URL: appUrl });
-  const target = targetSchema.parse({
+  const target = cloudTargetSchema.parse({
     gcp: { project: 'bench-project', region: 'europe-central2' },
     buckets: { backup: 'bench-backups' },
     serviceAccount: 'mlflow@bench-project.iam.gserviceaccount.com',

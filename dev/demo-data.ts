@@ -11,10 +11,10 @@ import { seedSqlInstance } from './sandbox/services/cloud-sql';
 import { seedServiceAccount } from './sandbox/services/iam';
 import { seedSecret } from './sandbox/services/secret-manager';
 import { seedBucket } from './sandbox/services/storage';
-import { targetSchema } from '../src/config/schema';
+import { cloudTargetSchema } from '../src/config/schema';
 import { createAppTable, createMlflowSchema, seedAppRows, seedMlflowRuns } from './mlflow-store';
 
-export type TargetInput = z.input<typeof targetSchema>;
+export type TargetInput = z.input<typeof cloudTargetSchema>;
 
 export const DEMO_PROJECT = 'demo-project';
 export const DEMO_REGION = 'europe-central2';
@@ -105,7 +105,7 @@ export interface SeedDemoOptions {
   batchSize?: number;
 }
 
-const CUTOVER = '2024-06-01T00:00:00Z';
+export const CUTOVER = '2024-06-01T00:00:00Z';
 const TRAINING_BUCKET = 'demo-training-artifacts';
 
 /** Seeds the MLflow store, the app DB and the sandbox; returns the target for the config file. */
@@ -114,7 +114,7 @@ export async function seedDemo(opts: SeedDemoOptions): Promise<{ target: TargetI
     appTable: { finishedAt: 'finished_at' },
     data: { cutoverDate: CUTOVER, referenceTables: [{ table: 'model_metadata', column: 'mlflow_run_id' }], ...(opts.batchSize ? { batchSize: opts.batchSize } : {}) },
   });
-  const appTable = targetSchema.shape.appTable.parse(target.appTable);
+  const appTable = cloudTargetSchema.shape.appTable.parse(target.appTable);
   const mlflow = new pg.Client({ connectionString: opts.mlflowUrl });
   const app = new pg.Client({ connectionString: opts.appUrl });
   await Promise.all([mlflow.connect(), app.connect()]);
@@ -154,7 +154,7 @@ export async function seedDemo(opts: SeedDemoOptions): Promise<{ target: TargetI
 }
 
 /** A training_metrics.json as the trainer's MetricsCollector writes it (the plan's appendix). */
-function postCutoverMetrics(n: number) {
+export function postCutoverMetrics(n: number) {
   const epochs = [0, 1, 2, 3, 4];
   const curve = (base: number) => epochs.map((e) => Math.round((base / (e + 1)) * 1e6) / 1e6);
   return {

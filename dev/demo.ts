@@ -4,6 +4,8 @@
 //   --start          start the migration too
 //   --runs N         MLflow runs to seed (default 200)
 //   --fail-step 3.1  make that step's cloud call fail (403) until you clear the fault
+//   --shape shared-database | self-hosted   the other MLflow deployments (seeds 000 and 002): no GCP,
+//                    MLflow in the app's database, or in its own database on a shared server
 import { mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -14,6 +16,7 @@ import { freePort, startPostgres } from './postgres';
 import { createDeployment } from './deployment';
 import { devServerExecutable } from './temporal';
 import { demoFaults } from './demo-data';
+import { startShapeDemo } from './shape-demo';
 import { startMigration } from '../src/temporal/client';
 import { readWorkerEnv } from '../src/config/environment';
 import { SEARCH_ATTRIBUTES } from '../src/temporal/search-attributes';
@@ -24,6 +27,7 @@ const { values: args } = parseArgs({
     start: { type: 'boolean', default: false },
     runs: { type: 'string', default: '200' },
     'fail-step': { type: 'string' },
+    shape: { type: 'string', default: 'cloud' },
     port: { type: 'string', default: '7233' },
     'ui-port': { type: 'string', default: '8233' },
   },
@@ -51,6 +55,26 @@ async function main(): Promise<void> {
   say('Starting Postgres …');
   const pg = await startPostgres();
   cleanups.push(() => pg.stop());
+
+  if (args.shape !== 'cloud') {
+    // Seeds 000 and 002: no sandbox; the backup location is a directory under .demo.
+    const shape = await startShapeDemo({ shape: args.shape!, adminUrl: pg.adminUrl, dir: join(dir, 'deployment'), runs: Number(args.runs) });
+    cleanups.push(() => shape.close());
+    Object.assign(process.env, { TEMPORAL_ADDRESS: `127.0.0.1:${port}`, ...shape.workerEnv });
+    const worker = runWorker(readWorkerEnv(), { stop: stop.signal });
+    if (args.start) await startMigration(new Client({ connection: await Connection.connect({ address: `127.0.0.1:${port}` }) }), { target: 'demo' });
+    say();
+    say(`Ready: MLflow as ${args.shape} (${shape.describe}).`);
+    say(`  Temporal Web UI   http://127.0.0.1:${uiPort}/namespaces/default/workflows`);
+    say(`  Backups           ${shape.backupDir}`);
+    say('  Start Workflow: ID mlflow-decommission-demo, task queue mlflow-decommission, type mlflowDecommission, input {"target": "demo"}');
+    say(`  or: export TEMPORAL_ADDRESS=127.0.0.1:${port}; npx mlflow-decommission plan demo`);
+    for (const line of shape.notes) say(`  ${line}`);
+    say();
+    say('Ctrl-C stops everything.');
+    await worker;
+    return;
+  }
 
   say(`Starting the GCP sandbox and seeding MLflow (${args.runs} runs), the Django app table and the deployment …`);
   // A fresh deployment every time (new databases, new sandbox state). Operations take a few

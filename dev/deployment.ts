@@ -4,7 +4,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startSandbox, type Sandbox } from './sandbox';
-import { configFileSchema, type Target } from '../src/config/schema';
+import { cloudTargetSchema, type CloudTarget } from '../src/config/schema';
 import { seedDemo } from './demo-data';
 import { createDatabase } from './postgres';
 
@@ -13,7 +13,7 @@ export interface Deployment {
   sandbox: Sandbox;
   mlflowUrl: string;
   appUrl: string;
-  target: Target;
+  target: CloudTarget;
   configPath: string;
   /** What the worker's environment needs: config file, connection strings, the sandbox endpoint. */
   workerEnv: Record<string, string>;
@@ -44,7 +44,7 @@ export async function createDeployment(opts: {
     sandbox,
     mlflowUrl,
     appUrl,
-    target: configFileSchema.parse({ targets: { [opts.name]: target } }).targets[opts.name],
+    target: cloudTargetSchema.parse(target),
     configPath,
     workerEnv: { MLFLOW_DECOMMISSION_CONFIG: configPath, GCP_API_ENDPOINT: sandbox.url, MLFLOW_DATABASE_URL: mlflowUrl, APP_DATABASE_URL: appUrl },
     close: () => sandbox.stop(),

@@ -81,7 +81,7 @@ CREATE TABLE params (
 CREATE INDEX index_params_run_uuid ON params (run_uuid);
 CREATE TABLE tags (
   key VARCHAR(250) NOT NULL,
-  value VARCHAR(8000),
+  value VARCHAR(5000),
   run_uuid VARCHAR(32) NOT NULL,
   CONSTRAINT tag_pk PRIMARY KEY (key, run_uuid),
   FOREIGN KEY (run_uuid) REFERENCES runs (run_uuid)

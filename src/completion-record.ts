@@ -51,7 +51,10 @@ export function renderReport(status: MigrationStatus, target?: Pick<Target, 'bil
     ...(json.deleted.length ? json.deleted.map((d) => `- ${d.step} ${d.title}: ${d.summary ?? ''}${d.snapshot && !d.summary?.includes(String(d.snapshot)) ? ` (snapshot: ${String(d.snapshot)})` : ''}`) : ['- none']),
     '',
     '## Backups',
-    `- SQL export: ${String(fact('0.1').exportUri ?? '—')} (${String(fact('0.1').exportBytes ?? '?')} bytes); Cloud SQL backup run ${String(fact('0.1').backupRunId ?? '—')}`,
+    // The Postgres shapes' 0.1 is the worker's own dump (no Cloud SQL backup run).
+    fact('0.1').exportUri && fact('0.1').backupRunId === undefined
+      ? `- Logical dump: ${String(fact('0.1').exportUri)} (${String(fact('0.1').exportBytes ?? '?')} bytes, ${String(fact('0.1').tables ?? '?')} tables, ${String(fact('0.1').rows ?? '?')} rows)`
+      : `- SQL export: ${String(fact('0.1').exportUri ?? '—')} (${String(fact('0.1').exportBytes ?? '?')} bytes); Cloud SQL backup run ${String(fact('0.1').backupRunId ?? '—')}`,
     `- Raw table export: ${String(fact('0.6').manifest ?? '—')} (${String(fact('0.6').tables ?? '?')} tables, ${String(fact('0.6').rows ?? '?')} rows)`,
     '',
     '## Approvals',

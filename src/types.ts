@@ -1,16 +1,20 @@
 // Types shared by the workflow, the activities and the client. Types only: the workflow
 // bundle imports this file, so it must stay free of Node APIs.
-import type { Target } from './config/schema';
+import type { CloudTarget, Target } from './config/schema';
 
 export type PhaseId = 0 | 1 | 2 | 3 | 4 | 5;
 export const GATE_IDS = ['phase-0', 'phase-1', 'phase-2', 'phase-3', 'phase-4', 'closure'] as const;
 export type GateId = (typeof GATE_IDS)[number];
 
-/** What every step and check activity receives. Names resources and env vars, never secrets. */
-export interface StepContext {
+/**
+ * What every step and check activity receives. Names resources and env vars, never secrets.
+ * `T` is the target as the step sees it: the cloud steps run only for the cloud shape (the
+ * default here); steps that run for every shape, or for another, say so with StepContext<Target>.
+ */
+export interface StepContext<T extends Target = CloudTarget> {
   migrationId: string;
   targetName: string;
-  target: Target;
+  target: T;
   dryRun: boolean;
   /** Gates already passed; destructive steps refuse to act without theirs (defence in depth). */
   gatesPassed: GateId[];

@@ -4,19 +4,23 @@
 // migration of one target, invalid workflow input) live in test/workflows/mlflow-decommission.test.ts.
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createDeployment, type Deployment } from '../dev/deployment';
+import { APP_ALEMBIC_REVISION, createSelfHostedDeployment, createSharedDatabaseDeployment, type ShapeDeployment } from '../dev/shape-deployment';
 import { createActivities } from '../src/activities';
 import { createGcpClients, type GcpClients } from '../src/adapters/gcp/clients';
 import { createGcsObjectStore } from '../src/adapters/gcp/gcs-object-store';
+import { createLocalObjectStore } from '../src/adapters/local-object-store';
 import { createDatabases } from '../src/adapters/postgres';
-import { MigrationInputError, startMigration } from '../src/temporal/client';
-import { configFileSchema, type Target } from '../src/config/schema';
 import { loadConfigFile } from '../src/config/environment';
+import { configFileSchema, type CloudTarget, type Target } from '../src/config/schema';
+import { MigrationInputError, startMigration } from '../src/temporal/client';
 import type { StepContext } from '../src/types';
+import { failureOf } from './support/failures';
 
 const example = JSON.parse(readFileSync('mlflow-decommission.config.example.json', 'utf8'));
 
@@ -89,7 +93,7 @@ describe('at preflight and at the steps, against a real deployment', () => {
   });
 
   /** Runs `act` with the real activities over a variant of the target and env; returns its error and proves nothing changed. */
-  async function refused(act: (a: ReturnType<typeof createActivities>, ctx: StepContext) => Promise<unknown>, opts: { target?: (t: Target) => Target; env?: Record<string, string | undefined> } = {}) {
+  async function refused(act: (a: ReturnType<typeof createActivities>, ctx: StepContext) => Promise<unknown>, opts: { target?: (t: CloudTarget) => CloudTarget; env?: Record<string, string | undefined> } = {}) {
     const target = (opts.target ?? ((t) => t))(structuredClone(d.target));
     const databases = createDatabases({ ...d.workerEnv, ...opts.env } as NodeJS.ProcessEnv);
     const activities = createActivities({ config: configFileSchema.parse({ targets: { bad: target } }), databases, gcp, objects: createGcsObjectStore(gcp.storage) });
@@ -233,5 +237,198 @@ describe('at preflight and at the steps, against a real deployment', () => {
     const err = await refused((a, ctx) => a.deleteMlflowService({ ...ctx, gatesPassed: ['phase-0'] }));
     expect(err.type).toBe('GateNotPassed');
     expect(err.message).toMatch(/gate phase-2 has not passed/);
+  });
+});
+
+// --- the Postgres shapes (seeds 000 and 002) ---------------------------------------------------
+
+const SHARED = {
+  shape: 'shared-database',
+  databases: { mlflow: { urlEnv: 'SHARED_DATABASE_URL' }, app: { urlEnv: 'SHARED_DATABASE_URL' } },
+  backup: 'file:///var/backups/mlflow-decommission',
+};
+const SELF_HOSTED = {
+  shape: 'self-hosted',
+  databases: { mlflow: { urlEnv: 'MLFLOW_DATABASE_URL' }, app: { urlEnv: 'APP_DATABASE_URL' }, server: { urlEnv: 'SERVER_DATABASE_URL' } },
+  mlflow: { trackingUrl: 'http://mlflow:5000', database: 'mlflow_tracking', role: 'ultrathink', artifactsDirectory: '/srv/mlflow/artifacts' },
+  backup: 'gs://ultrathink-backups/mlflow',
+};
+
+describe('a bad shape in the config is refused, naming the field', () => {
+  const load = (target: object) => {
+    const file = join(mkdtempSync(join(tmpdir(), 'cfg-')), 'config.json');
+    writeFileSync(file, JSON.stringify({ targets: { t: target } }));
+    return () => loadConfigFile(file);
+  };
+  it.each([
+    [{ ...SHARED, shape: 'kubernetes' }, 'targets.t.shape: expected "cloud" (the default), "shared-database" or "self-hosted"'],
+    [{ ...SHARED, cloudSql: { instance: 'mlflow-db' } }, 'targets.t: unknown field(s) "cloudSql"'],
+    [{ ...SHARED, backup: 'backups' }, 'targets.t.backup: expected gs://BUCKET[/path] or file:///absolute/directory'],
+    [{ ...SHARED, backup: undefined }, 'targets.t.backup'],
+    [{ ...SELF_HOSTED, serviceAccount: 'mlflow@p.iam.gserviceaccount.com' }, 'targets.t: unknown field(s) "serviceAccount"'],
+    [{ ...SELF_HOSTED, mlflow: { ...SELF_HOSTED.mlflow, trackingUrl: 'mlflow:5000' } }, 'targets.t.mlflow.trackingUrl: expected the tracking server URL'],
+    [{ ...SELF_HOSTED, mlflow: { ...SELF_HOSTED.mlflow, role: 'Ultra Think' } }, 'targets.t.mlflow.role: expected a lower-case SQL identifier'],
+    [{ ...SELF_HOSTED, mlflow: { ...SELF_HOSTED.mlflow, password: 'changeme_in_production' } }, 'targets.t.mlflow: unknown field(s) "password"'],
+    [{ ...SELF_HOSTED, mlflow: { ...SELF_HOSTED.mlflow, artifactsDirectory: 'artifacts' } }, 'targets.t.mlflow.artifactsDirectory: expected an absolute directory path'],
+    [{ ...SELF_HOSTED, databases: { mlflow: { urlEnv: 'MLFLOW_DATABASE_URL' }, app: { urlEnv: 'APP_DATABASE_URL' } } }, 'targets.t.databases.server'],
+  ])('%j', (target, message) => {
+    expect(load(target)).toThrow(message);
+  });
+
+  it('the first name of the cloud shape is still read, as cloud', () => {
+    const cloud = configFileSchema.parse({ targets: { t: { ...example.targets['b2b-recs'], shape: 'cloud-sql-dedicated' } } }).targets.t;
+    expect(cloud.shape).toBe('cloud');
+  });
+});
+
+describe('the Postgres shapes refuse what would touch the app or the server, say which case, and change nothing', () => {
+  const gates: StepContext['gatesPassed'] = ['phase-0', 'phase-1', 'phase-2'];
+  let shared: ShapeDeployment;
+  let hosted: Awaited<ReturnType<typeof createSelfHostedDeployment>>;
+  let gcp: GcpClients;
+
+  beforeAll(async () => {
+    gcp = createGcpClients({ apiEndpoint: 'http://127.0.0.1:9', project: 'unused-project' });
+    shared = await createSharedDatabaseDeployment({ adminUrl: inject('pgAdminUrl'), name: `badsd${process.pid}`, dir: mkdtempSync(join(tmpdir(), 'bad-sd-')), runs: 4, epochs: 3, appRevision: APP_ALEMBIC_REVISION });
+    hosted = await createSelfHostedDeployment({ adminUrl: inject('pgAdminUrl'), name: `badsh${process.pid}`, dir: mkdtempSync(join(tmpdir(), 'bad-sh-')), runs: 4, epochs: 3, trackingUrl: 'http://127.0.0.1:9' });
+  });
+  afterAll(async () => {
+    await gcp?.close();
+  });
+
+  async function withActivities<T>(d: ShapeDeployment, fn: (a: ReturnType<typeof createActivities>, ctx: StepContext<Target>) => Promise<T>, over: Partial<StepContext<Target>> = {}, env: Record<string, string> = {}) {
+    const databases = createDatabases({ ...d.workerEnv, ...env } as NodeJS.ProcessEnv);
+    try {
+      const a = createActivities({ config: configFileSchema.parse({ targets: { [d.name]: d.target } }), databases, gcp, objects: createLocalObjectStore() });
+      return await fn(a, { migrationId: 'bad-input', targetName: d.name, target: d.target, dryRun: false, gatesPassed: gates, force: false, facts: {}, ...over });
+    } finally {
+      await databases.close();
+    }
+  }
+
+  /** Everything in the database that 3.1 could touch: tables with their rows, functions, alembic_version. */
+  async function snapshotOf(url: string): Promise<string> {
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    try {
+      const { rows: tables } = await c.query(`SELECT tablename AS t FROM pg_tables WHERE schemaname = 'public' ORDER BY 1`);
+      const out: string[] = [];
+      for (const { t } of tables) out.push(`${t}:${(await c.query(`SELECT md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) AS d FROM public."${t}" x`)).rows[0].d}`);
+      out.push(...(await c.query(`SELECT proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE nspname = 'public' ORDER BY 1`)).rows.map((r) => r.proname));
+      return createHash('sha256').update(out.join('\n')).digest('hex');
+    } finally {
+      await c.end();
+    }
+  }
+
+  /** `plant` the fault, run 3.1, expect its refusal, prove nothing changed, take the fault out again. */
+  async function refusedDrop(plant: string, unplant: string) {
+    const url = shared.urls.shared;
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    try {
+      await c.query(plant);
+      const before = await snapshotOf(url);
+      const err = await withActivities(shared, (a, ctx) => a.dropMlflowTables(ctx)).then(() => undefined, (e: Error & { type?: string }) => e);
+      expect(err, 'should have been refused').toBeInstanceOf(Error);
+      expect(await snapshotOf(url)).toBe(before);
+      // And the phase-2 gate, before 3.1 ever runs, fails on it: the objects' check or the dump's.
+      const failing = async (name: 'checkMlflowTablesDroppable' | 'checkDumpVerified') =>
+        (await withActivities(shared, (a, ctx) => a[name](ctx)).catch((e: Error) => ({ checks: [{ name: 'thrown', ok: false, detail: e.message }] }))).checks.filter((x) => !x.ok);
+      expect([...(await failing('checkMlflowTablesDroppable')), ...(await failing('checkDumpVerified'))]).not.toEqual([]);
+      return err as Error & { type?: string };
+    } finally {
+      await c.query(unplant);
+      await c.end();
+    }
+  }
+
+  it('shared-database: 3.1 without the dump of 0.1 drops nothing', async () => {
+    const err = await failureOf(withActivities(shared, (a, ctx) => a.dropMlflowTables(ctx)));
+    expect(err.type).toBe('PreconditionFailed');
+    expect(err.message).toMatch(/the dump from step 0\.1 .* is missing, so dropping MLflow's tables is not done/);
+  });
+
+  it('shared-database: before its gate, 3.1 refuses to act', async () => {
+    const err = await failureOf(withActivities(shared, (a, ctx) => a.dropMlflowTables(ctx), { gatesPassed: ['phase-0'] }));
+    expect(err.type).toBe('GateNotPassed');
+  });
+
+  describe('with the dump taken', () => {
+    beforeAll(async () => {
+      await withActivities(shared, (a, ctx) => a.dumpMlflowTables(ctx));
+    });
+
+    it.each([
+      ['a table with MLflow’s name and other columns (not MLflow’s)', 'ALTER TABLE tags ADD COLUMN app_note TEXT', 'ALTER TABLE tags DROP COLUMN app_note', 'ResourceMismatch', /not MLflow's table: "tags" has MLflow's name but not the columns .*\+app_note text/],
+      ['an app foreign key onto MLflow’s runs', 'ALTER TABLE gpu_assets ADD COLUMN trained_by VARCHAR(32) REFERENCES runs (run_uuid)', 'ALTER TABLE gpu_assets DROP COLUMN trained_by', 'ResourceMismatch', /an app table references MLflow's: foreign key "gpu_assets_trained_by_fkey" on "gpu_assets" references "runs".*DROP CONSTRAINT/],
+      ['an app view over MLflow’s runs', 'CREATE VIEW app_runs AS SELECT run_uuid FROM runs', 'DROP VIEW app_runs', 'ResourceMismatch', /an app view reads MLflow's table: "app_runs" selects from "runs"/],
+      ['alembic_version without MLflow’s revision', `UPDATE alembic_version SET version_num = '0000aaaa0000' WHERE version_num = '867495a8f9d4'`, `UPDATE alembic_version SET version_num = '867495a8f9d4' WHERE version_num = '0000aaaa0000'`, 'ResourceMismatch', /alembic_version holds 0000aaaa0000, f00dcafe0001, none of them MLflow's/],
+      ['rows MLflow wrote after the dump', `INSERT INTO experiments (name, lifecycle_stage) VALUES ('late', 'active')`, `DELETE FROM experiments WHERE name = 'late'`, 'PreconditionFailed', /MLflow's tables changed since the dump of step 0\.1 \(experiments: \d+ rows in the dump, \d+ now\)/],
+    ])('%s', async (_case, plant, unplant, type, message) => {
+      const err = await refusedDrop(plant, unplant);
+      expect(err.type).toBe(type);
+      expect(err.message).toMatch(message);
+    });
+
+    it('the dry run lists the refusal with the objects, and the gate check fails on it', async () => {
+      const url = shared.urls.shared;
+      const c = new pg.Client({ connectionString: url });
+      await c.connect();
+      try {
+        await c.query('CREATE VIEW app_runs AS SELECT run_uuid FROM runs');
+        const plan = await withActivities(shared, (a, ctx) => a.dropMlflowTables(ctx), { dryRun: true });
+        expect(plan.actions.filter((x) => x.call === 'refuse').map((x) => x.description)).toEqual([expect.stringMatching(/REFUSED.*"app_runs"/)]);
+        expect(plan.actions.find((x) => x.resource.endsWith('/alembic_version'))!.description).toMatch(/keep alembic_version .*f00dcafe0001.*delete only MLflow's row 867495a8f9d4/);
+      } finally {
+        await c.query('DROP VIEW app_runs');
+        await c.end();
+      }
+    });
+  });
+
+  it('self-hosted: a database that holds a table that is not MLflow’s is not dropped', async () => {
+    await withActivities(hosted, (a, ctx) => a.dumpMlflowTables(ctx));
+    const c = new pg.Client({ connectionString: hosted.urls.mlflow });
+    await c.connect();
+    try {
+      await c.query('CREATE TABLE trading_signals (id INT)');
+      const err = await failureOf(withActivities(hosted, (a, ctx) => a.dropTrackingDatabase(ctx)));
+      expect(err.type).toBe('ResourceMismatch');
+      expect(err.message).toMatch(/also holds tables that are not MLflow's \(trading_signals\)/);
+      await c.query('DROP TABLE trading_signals');
+    } finally {
+      await c.end();
+    }
+    const admin = new pg.Client({ connectionString: hosted.urls.admin });
+    await admin.connect();
+    expect((await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [hosted.database])).rows).toHaveLength(1);
+    await admin.end();
+  });
+
+  it('self-hosted: a server connection that is on MLflow’s database itself is refused', async () => {
+    const err = await failureOf(withActivities(hosted, (a, ctx) => a.dropTrackingDatabase(ctx), {}, { SERVER_DATABASE_URL: hosted.urls.mlflow }));
+    expect(err.message).toMatch(/databases\.server \(SERVER_DATABASE_URL\) is connected to .* itself/);
+  });
+
+  it('self-hosted: the role is not dropped while its database exists', async () => {
+    const err = await failureOf(withActivities(hosted, (a, ctx) => a.dropTrackingRole(ctx)));
+    expect(err.type).toBe('PreconditionFailed');
+    expect(err.message).toMatch(/still exists: 3\.2 drops it first/);
+  });
+
+  it('self-hosted: a tracking server that still answers /health holds the phase-2 gate, saying stopping it is the operator’s part', async () => {
+    const server = createServer((req, res) => res.end(req.url === '/health' ? 'OK' : ''));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as { port: number }).port;
+    try {
+      const target = { ...hosted.target, mlflow: { ...(hosted.target as { mlflow: object }).mlflow, trackingUrl: `http://127.0.0.1:${port}` } } as Target;
+      const { checks } = await withActivities(hosted, (a, ctx) => a.checkTrackingServerStopped(ctx), { target });
+      expect(checks[0]).toMatchObject({ ok: false, detail: expect.stringMatching(/still answers \(200\): stop the MLflow container \(your part/) });
+    } finally {
+      server.close();
+    }
+    const { checks } = await withActivities(hosted, (a, ctx) => a.checkTrackingServerStopped(ctx));
+    expect(checks[0].ok).toBe(true);
   });
 });

@@ -2,11 +2,14 @@
 // proxies ReturnType<typeof createActivities>, so names and types have one declaration.
 import type { Databases } from '../adapters/postgres';
 import type { GcpClients } from '../adapters/gcp/clients';
-import type { ConfigFile } from '../config/schema';
+import type { ConfigFile, Target } from '../config/schema';
 import type { ObjectStore } from '../ports';
-import { createCloudActivities } from './gcp';
+import { createDatabaseActivities } from './database';
 import { createDataActivities } from './data';
+import { createCloudActivities } from './gcp';
 import { createLifecycleActivities } from './lifecycle';
+import { isCloud } from '../shapes';
+import type { StepContext } from '../types';
 
 export interface ActivityDeps {
   config: ConfigFile;
@@ -18,6 +21,9 @@ export interface ActivityDeps {
 export function createActivities(deps: ActivityDeps) {
   const data = createDataActivities({ databases: deps.databases, objects: deps.objects });
   const cloud = createCloudActivities({ gcp: deps.gcp, objects: deps.objects });
-  const lifecycle = createLifecycleActivities({ config: deps.config, objects: deps.objects, preflightChecks: [data.preflight, cloud.preflight] });
-  return { ...lifecycle, ...data.activities, ...cloud.activities };
+  // Seeds 000 and 002: MLflow in Postgres without the cloud around it.
+  const database = createDatabaseActivities({ databases: deps.databases, objects: deps.objects });
+  const cloudPreflight = async (ctx: StepContext<Target>) => (isCloud(ctx.target) ? cloud.preflight({ ...ctx, target: ctx.target }) : []);
+  const lifecycle = createLifecycleActivities({ config: deps.config, objects: deps.objects, preflightChecks: [data.preflight, cloudPreflight, database.preflight] });
+  return { ...lifecycle, ...data.activities, ...cloud.activities, ...database.activities };
 }

@@ -4,19 +4,20 @@ import type { ConfigFile, Target } from '../config/schema';
 import { ErrorType, fail } from '../errors';
 import type { ObjectStore } from '../ports';
 import { renderReport } from '../completion-record';
+import { backupUri } from '../shapes';
 import type { CheckResult, StepContext } from '../types';
 import type { MigrationStatus } from '../workflows/messages';
-import { defineStep } from './step';
+import { defineShapeStep } from './step';
 
 export interface LifecycleDeps {
   config: ConfigFile;
   objects: ObjectStore;
-  /** Preflight checks contributed by the data and cloud activities. */
-  preflightChecks: Array<(ctx: StepContext) => Promise<CheckResult[]>>;
+  /** Preflight checks contributed by the data, cloud and database activities (each for its shapes). */
+  preflightChecks: Array<(ctx: StepContext<Target>) => Promise<CheckResult[]>>;
 }
 
 export function createLifecycleActivities(deps: LifecycleDeps) {
-  const runChecks = async (ctx: StepContext) => (await Promise.all(deps.preflightChecks.map((c) => c(ctx)))).flat();
+  const runChecks = async (ctx: StepContext<Target>) => (await Promise.all(deps.preflightChecks.map((c) => c(ctx)))).flat();
   return {
     async loadTarget(name: string): Promise<Target> {
       const target = deps.config.targets[name];
@@ -28,7 +29,7 @@ export function createLifecycleActivities(deps: LifecycleDeps) {
     },
 
     // 0.0: every host answers, the credentials can do what each step needs, the schema is one we know.
-    preflight: defineStep({
+    preflight: defineShapeStep<Target>({
       async plan(ctx) {
         return (await runChecks(ctx)).map((c) => ({ call: 'preflight', resource: c.name, description: `${c.ok ? 'ok' : 'FAILS'}: ${c.detail}` }));
       },
@@ -43,8 +44,8 @@ export function createLifecycleActivities(deps: LifecycleDeps) {
     }),
 
     // 5.6: the record the plan asks for, in the backup bucket beside the snapshots.
-    async writeCompletionRecord(ctx: StepContext, status: MigrationStatus) {
-      const base = `gs://${ctx.target.buckets.backup}/${ctx.target.buckets.prefix}/${ctx.migrationId}/completion-record`;
+    async writeCompletionRecord(ctx: StepContext<Target>, status: MigrationStatus) {
+      const base = backupUri(ctx, 'completion-record');
       const actions = [
         { call: 'storage.objects.insert', resource: `${base}.md`, description: 'write the completion record (Markdown)' },
         { call: 'storage.objects.insert', resource: `${base}.json`, description: 'write the completion record (JSON)' },

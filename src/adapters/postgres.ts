@@ -4,22 +4,27 @@ import pg from 'pg';
 import { databaseUrl } from '../config/environment';
 
 export interface Databases {
-  /** The pool for the database whose URL the env var `urlEnv` holds. */
-  pool(urlEnv: string): pg.Pool;
+  /**
+   * The pool for the database whose URL the env var `urlEnv` holds; with `database`, for that
+   * database on the same server as the same role (self-hosted: restoring into a recreated database).
+   */
+  pool(urlEnv: string, database?: string): pg.Pool;
   close(): Promise<void>;
 }
 
 export function createDatabases(env: NodeJS.ProcessEnv = process.env): Databases {
   const pools = new Map<string, pg.Pool>();
   return {
-    pool(urlEnv) {
-      let pool = pools.get(urlEnv);
+    pool(urlEnv, database) {
+      const key = database === undefined ? urlEnv : `${urlEnv}\u0000${database}`;
+      let pool = pools.get(key);
       if (!pool) {
+        const url = databaseUrl(urlEnv, env);
         // A short connect timeout: an unreachable host surfaces in preflight, not after minutes.
-        pool = new pg.Pool({ connectionString: databaseUrl(urlEnv, env), max: 4, connectionTimeoutMillis: 10_000, application_name: 'mlflow-decommission' });
+        pool = new pg.Pool({ connectionString: database === undefined ? url : withDatabase(url, database), max: 4, connectionTimeoutMillis: 10_000, application_name: 'mlflow-decommission' });
         // An idle client dropped by the server must not crash the worker; the next query reconnects.
         pool.on('error', () => {});
-        pools.set(urlEnv, pool);
+        pools.set(key, pool);
       }
       return pool;
     },
@@ -28,4 +33,11 @@ export function createDatabases(env: NodeJS.ProcessEnv = process.env): Databases
       pools.clear();
     },
   };
+}
+
+/** The same connection string for another database (a postgres:// URL's path is the database name). */
+function withDatabase(url: string, database: string): string {
+  const u = new URL(url);
+  u.pathname = `/${encodeURIComponent(database)}`;
+  return u.toString();
 }

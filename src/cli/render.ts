@@ -27,10 +27,11 @@ export function renderStatus(s: MigrationStatus, progress: Progress[] = []): str
   const gateLine = (g: MigrationStatus['gates'][number]) =>
     `${MARK[g.state] ?? '?'} gate ${g.id}${g.requiresApproval ? ' (approval)' : ''}${g.approval ? ` — approved by ${g.approval.by}` : ''}`;
   // In the order the workflow runs them: each phase's steps, then its gate; the closure gate comes
-  // before 5.4, the one step that cannot be undone.
+  // before 5.4, the one step that cannot be undone (or before 5.6, for a shape without secrets).
+  const closureBefore = s.steps.some((x) => x.id === '5.4') ? '5.4' : '5.6';
   for (const phase of [0, 1, 2, 3, 4, 5]) {
     for (const st of s.steps.filter((x) => x.phase === phase)) {
-      if (st.id === '5.4') for (const g of s.gates.filter((x) => x.id === 'closure')) lines.push(gateLine(g));
+      if (st.id === closureBefore) for (const g of s.gates.filter((x) => x.id === 'closure')) lines.push(gateLine(g));
       lines.push(`${MARK[st.state] ?? '?'} ${st.id.padEnd(4)} ${st.title}${st.summary ? ` — ${st.summary}` : ''}${st.error ? ` — ${st.error}` : ''}`);
     }
     for (const g of s.gates.filter((x) => x.phase === phase && x.id !== 'closure')) lines.push(gateLine(g));

@@ -36,13 +36,14 @@ const database = z
   })
   .strict();
 
-export const targetSchema = z
+/** Seed 001: MLflow on Cloud Run with its own Cloud SQL instance, and what surrounds it on GCP. */
+export const cloudTargetSchema = z
   .object({
-    /**
-     * The deployment's shape. Only a dedicated Cloud SQL instance today; seed 000 (MLflow tables
-     * inside a shared database) and seed 002 (self-hosted Postgres) are later shapes.
-     */
-    shape: z.literal('cloud-sql-dedicated').default('cloud-sql-dedicated'),
+    /** The deployment's shape (see targetSchema); `cloud-sql-dedicated`, its first name, is still read in existing config files. */
+    shape: z
+      .enum(['cloud', 'cloud-sql-dedicated'])
+      .default('cloud')
+      .transform(() => 'cloud' as const),
     gcp: z
       .object({
         project: z.string().regex(/^[a-z][a-z0-9-]{4,28}[a-z0-9]$/, 'expected a GCP project ID (6–30 lower-case letters, digits, hyphens)'),
@@ -136,7 +137,72 @@ export const targetSchema = z
   })
   .strict();
 
+/** Where a shape without Cloud SQL keeps its dump, raw export, snapshots and record: a bucket, or a directory on the worker. */
+const backupLocation = z
+  .string()
+  .regex(/^(gs:\/\/[a-z0-9][a-z0-9._-]{1,61}[a-z0-9](\/[^\s]*)?|file:\/\/\/[^\s]*)$/, 'expected gs://BUCKET[/path] or file:///absolute/directory (on the worker)')
+  .transform((v) => v.replace(/\/+$/, ''));
+
+/** What every shape shares: the app table that receives the histories, the data options, the timing and the gates. */
+const everyShape = cloudTargetSchema.pick({ appTable: true, data: true, bakePeriod: true, approvals: true }).shape;
+
+/** No cloud bill: the estimate is only for the completion record. */
+const savings = z
+  .object({ estimatedMonthlySavingsUsd: z.number().nonnegative().default(0) })
+  .strict()
+  .prefault({});
+
+/** Seed 000: MLflow's tables in the `public` schema of the app's own database, beside the app's tables. */
+export const sharedDatabaseTargetSchema = z
+  .object({
+    shape: z.literal('shared-database'),
+    ...everyShape,
+    /** Both usually name the same database; `mlflow` must be able to drop MLflow's tables (their owner). */
+    databases: z.object({ mlflow: database, app: database }).strict(),
+    backup: backupLocation,
+    billing: savings,
+  })
+  .strict();
+
+/** Seed 002: MLflow's own database and role on a Postgres (or TimescaleDB) server that other services share. */
+export const selfHostedTargetSchema = z
+  .object({
+    shape: z.literal('self-hosted'),
+    ...everyShape,
+    databases: z
+      .object({
+        /** MLflow's database, read in Phase 0. */
+        mlflow: database,
+        app: database,
+        /** A role that may drop MLflow's database and role, connected to another database of the same server (e.g. `postgres`). */
+        server: database,
+      })
+      .strict(),
+    mlflow: z
+      .object({
+        /** The tracking server: Phase 3 waits until its /health no longer answers. */
+        trackingUrl: z.url({ protocol: /^https?$/, error: 'expected the tracking server URL, e.g. http://mlflow:5000' }),
+        /** The database and role MLflow uses on that server (seed 002: mlflow_tracking, ultrathink). */
+        database: sqlIdentifier,
+        role: sqlIdentifier,
+        /** The artifacts volume as the worker sees it: archived with a manifest, then emptied, in 3.1. */
+        artifactsDirectory: z.string().regex(/^\/\S*$/, 'expected an absolute directory path on the worker').optional(),
+      })
+      .strict(),
+    backup: backupLocation,
+    billing: savings,
+  })
+  .strict();
+
+/** One target: the `shape` field says which MLflow deployment it is, and so which resources it names. */
+export const targetSchema = z.discriminatedUnion('shape', [cloudTargetSchema, sharedDatabaseTargetSchema, selfHostedTargetSchema], {
+  error: (issue) => (issue.code === 'invalid_union' ? 'expected "cloud" (the default), "shared-database" or "self-hosted"' : undefined),
+});
+
 export type Target = z.infer<typeof targetSchema>;
+export type CloudTarget = z.infer<typeof cloudTargetSchema>;
+export type SharedDatabaseTarget = z.infer<typeof sharedDatabaseTargetSchema>;
+export type SelfHostedTarget = z.infer<typeof selfHostedTargetSchema>;
 
 export const configFileSchema = z
   .object({

@@ -3,6 +3,7 @@
 // human's `approve`. Approvals are keyed by gate, so a re-delivered signal changes nothing; a
 // `reject` rolls the migration back. Destructive activities check ctx.gatesPassed themselves.
 import { condition, isCancellation } from '@temporalio/workflow';
+import { shapeOf } from '../shapes';
 import { GATE_IDS, type GateId } from '../types';
 import { execute } from './activity-options';
 import type { ApproveRequest, GateStatus, RejectRequest } from './messages';
@@ -13,7 +14,7 @@ import { event, gateStatus, nextHint, now, refresh, setState } from './status';
 import { gateSpec } from './steps';
 
 export async function passGate(m: Migration, id: GateId): Promise<void> {
-  const spec = gateSpec(id);
+  const spec = gateSpec(id, shapeOf(m.target));
   const g = gateStatus(m.status, id);
   if (m.ctx.dryRun) {
     g.state = 'planned';

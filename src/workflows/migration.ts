@@ -5,12 +5,13 @@
 // UI shows). This file holds the run's beginning and end: input, target, outcome.
 import { ApplicationFailure, CancellationScope, isCancellation, patched, sleep, workflowInfo } from '@temporalio/workflow';
 import { describeIssues, durationMs, effectiveApprovals, migrationInputSchema, workflowIdFor, type MigrationInput, type Target } from '../config/schema';
+import { shapeOf } from '../shapes';
 import type { GateId, PhaseId, StepContext, StepResult } from '../types';
 import { execute } from './activity-options';
 import { passGate, requireApproval } from './gates';
 import type { MigrationResult, MigrationStatus } from './messages';
 import { rollback, type Stop } from './rollback';
-import { event, initialStatus, setState } from './status';
+import { event, initialStatus, pendingGates, pendingSteps, setState } from './status';
 import { runStep, type Decision } from './step-runner';
 import { PHASE_TITLES, type ActivityName, type Activities } from './steps';
 
@@ -18,7 +19,7 @@ export class Migration {
   /** What the `status` query returns and the UI renders. */
   readonly status: MigrationStatus = initialStatus(workflowInfo().workflowId);
   /** What every activity receives; begin() fills it before any step runs. */
-  ctx!: StepContext;
+  ctx!: StepContext<Target>;
   /** The operator's answer to what is Blocked, by step (or gate) id. */
   readonly decisions = new Map<string, Decision>();
   /** Set by rollback, abort or a rejected gate. */
@@ -46,6 +47,8 @@ export class Migration {
     this.status.dryRun = input.dryRun;
     const loaded = await loadTarget(input.target);
     const target: Target = { ...loaded, bakePeriod: input.bakePeriod ?? loaded.bakePeriod, approvals: effectiveApprovals(loaded, input) };
+    // The status lists the steps and gates of the target's shape only (the same lists for the cloud shape).
+    Object.assign(this.status, { steps: pendingSteps(shapeOf(target)), gates: pendingGates(shapeOf(target)) });
     for (const g of this.status.gates) g.requiresApproval = !!target.approvals[g.id];
     // One folder per migration run: one started again after a rollback must not find the last one's
     // export, snapshots or records. Workflow time is replayed from history, so a reset keeps it.
@@ -90,7 +93,7 @@ export class Migration {
   }
 
   /** Step `id` as its activity, or as `body` for steps made of several activities (step-runner.ts). */
-  step(id: string, body?: (ctx: StepContext) => Promise<StepResult>): Promise<StepResult | undefined> {
+  step(id: string, body?: (ctx: StepContext<Target>) => Promise<StepResult>): Promise<StepResult | undefined> {
     return runStep(this, id, body);
   }
 

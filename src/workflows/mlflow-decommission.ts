@@ -1,8 +1,10 @@
 // mlflowDecommission: the migration plan (seed 001), phase by phase. Each phase runs its steps
-// in order and ends at its checkpoint gate. The mechanics live beside it (see migration.ts).
+// in order and ends at its checkpoint gate. The mechanics live beside it (see migration.ts). Phases
+// 0–2 and 4 are the same for every shape of deployment; Phases 3 and 5 remove what the shape has.
 import { patched, proxyActivities } from '@temporalio/workflow';
 import type { BackfillBatch } from '../activities/data/backfill';
-import type { MigrationInput } from '../config/schema';
+import type { MigrationInput, Target } from '../config/schema';
+import { shapeOf } from '../shapes';
 import type { StepContext, StepResult } from '../types';
 import type { MigrationResult } from './messages';
 import { Migration } from './migration';
@@ -19,9 +21,14 @@ export async function mlflowDecommission(input: MigrationInput): Promise<Migrati
     await phase0DataMigration(m);
     await phase1MetricsCollector(m);
     await phase2DjangoReadsGcs(m);
-    await phase3RemoveInfrastructure(m);
+    // The shape comes from loadTarget's result, so a replay takes the same branch.
+    const shape = shapeOf(m.target);
+    if (shape === 'shared-database') await phase3DropMlflowTables(m);
+    else if (shape === 'self-hosted') await phase3RemoveSelfHostedMlflow(m);
+    else await phase3RemoveInfrastructure(m);
     await phase4Documentation(m);
-    await phase5CostVerificationAndClosure(m);
+    if (shape === 'cloud') await phase5CostVerificationAndClosure(m);
+    else await phase5VerifyAndClose(m);
   });
 }
 
@@ -63,6 +70,24 @@ async function phase3RemoveInfrastructure(m: Migration): Promise<void> {
   await m.gate('phase-3');
 }
 
+/** Seed 000: MLflow's tables share the app's database; only they go, in one transaction. */
+async function phase3DropMlflowTables(m: Migration): Promise<void> {
+  m.enterPhase(3);
+  await m.step('3.1');
+  m.keepFacts('deletedAt', new Date().toISOString());
+  await m.gate('phase-3');
+}
+
+/** Seed 002: the artifacts are archived first, then MLflow's database, then its role if nothing else needs it. */
+async function phase3RemoveSelfHostedMlflow(m: Migration): Promise<void> {
+  m.enterPhase(3);
+  await m.step('3.1');
+  await m.step('3.2');
+  await m.step('3.3');
+  m.keepFacts('deletedAt', new Date().toISOString());
+  await m.gate('phase-3');
+}
+
 /** Code and docs are the team's to change; the gate holds until a human confirms they did. */
 async function phase4Documentation(m: Migration): Promise<void> {
   m.enterPhase(4);
@@ -85,10 +110,19 @@ async function phase5CostVerificationAndClosure(m: Migration): Promise<void> {
   await m.step('5.6', (ctx) => m.call('writeCompletionRecord', [ctx, m.status], '5.6 Write the completion record'));
 }
 
+/** No cloud bill to wait for (5.2 says so): verify that exactly MLflow's objects went, then close. */
+async function phase5VerifyAndClose(m: Migration): Promise<void> {
+  m.enterPhase(5);
+  await m.step('5.1');
+  await m.step('5.2');
+  await m.gate('closure');
+  await m.step('5.6', (ctx) => m.call('writeCompletionRecord', [ctx, m.status], '5.6 Write the completion record'));
+}
+
 const BATCHES_IN_PARALLEL = 4;
 
 /** 0.3: the scope splits into batches so history stays small and batches spread over workers. */
-async function backfillInBatches(m: Migration, ctx: StepContext): Promise<StepResult> {
+async function backfillInBatches(m: Migration, ctx: StepContext<Target>): Promise<StepResult> {
   const planned = await m.call('planBackfill', [ctx], '0.3 plan the backfill batches');
   const batches = ((planned.facts?.batches ?? []) as BackfillBatch[]).slice();
   if (ctx.dryRun) return planned;

@@ -1,12 +1,13 @@
 // What the operator sees: the status the `status` query returns, the search attributes the UI's
 // workflow list filters on, the audit trail, and the markdown shown as Current Details.
 import { setCurrentDetails, upsertSearchAttributes } from '@temporalio/workflow';
+import type { Shape } from '../shapes';
 import { MIGRATION_PHASE, MIGRATION_STATE, MIGRATION_TARGET } from '../temporal/search-attributes';
 import type { GateId } from '../types';
 import type { GateStatus, MigrationState, MigrationStatus, StepStatus, WaitingFor } from './messages';
-import { GATES, PHASE_TITLES, STEPS } from './steps';
+import { PHASE_TITLES, gatesOf, stepsOf } from './steps';
 
-/** Every step and gate pending, from the table in steps.ts. */
+/** Every step and gate pending, from the table in steps.ts (the cloud shape's until begin() knows the target). */
 export function initialStatus(workflowId: string): MigrationStatus {
   return {
     target: '',
@@ -14,13 +15,22 @@ export function initialStatus(workflowId: string): MigrationStatus {
     dryRun: false,
     phase: null,
     state: 'starting',
-    steps: STEPS.map((s) => ({ id: s.id, title: s.title, phase: s.phase, state: 'pending', skippable: !!s.skippable, destructive: !!s.destructive, attempts: 0 })),
-    gates: GATES.map((g) => ({ id: g.id, phase: g.phase, title: g.title, state: 'pending', requiresApproval: false, checks: [] })),
+    steps: pendingSteps('cloud'),
+    gates: pendingGates('cloud'),
     compensations: [],
     plan: {},
     facts: {},
     events: [],
   };
+}
+
+/** The status's step list before anything ran: the steps of the target's shape only. */
+export function pendingSteps(shape: Shape): StepStatus[] {
+  return stepsOf(shape).map((s) => ({ id: s.id, title: s.title, phase: s.phase, state: 'pending', skippable: !!s.skippable, destructive: !!s.destructive, attempts: 0 }));
+}
+
+export function pendingGates(shape: Shape): GateStatus[] {
+  return gatesOf(shape).map((g) => ({ id: g.id, phase: g.phase, title: g.title, state: 'pending', requiresApproval: false, checks: [] }));
 }
 
 export function setState(status: MigrationStatus, state: MigrationState, waitingFor?: WaitingFor): void {

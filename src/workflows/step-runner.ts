@@ -2,13 +2,15 @@
 // operator decides: retry (after fixing the cause), skip (where the step allows it), rollback or
 // abort. Failed gate checks and failed compensations wait for the same decision.
 import { condition, isCancellation } from '@temporalio/workflow';
+import type { Target } from '../config/schema';
+import { shapeOf } from '../shapes';
 import type { StepContext, StepResult } from '../types';
 import { execute } from './activity-options';
 import type { StepRequest } from './messages';
 import type { Migration } from './migration';
 import { recordCompensation, voidCompensation } from './rollback';
 import { event, nextHint, now, refresh, setState, stepStatus } from './status';
-import { STEPS, stepSpec } from './steps';
+import { stepSpec } from './steps';
 
 export type Decision = 'retry' | 'skip';
 
@@ -16,10 +18,10 @@ export type Decision = 'retry' | 'skip';
  * Runs step `id` as its activity (or `body`, for steps made of several activities). A dry run
  * only plans; a real run records the compensation first, then runs until done or skipped.
  */
-export async function runStep(m: Migration, id: string, body?: (ctx: StepContext) => Promise<StepResult>): Promise<StepResult | undefined> {
-  const spec = stepSpec(id);
+export async function runStep(m: Migration, id: string, body?: (ctx: StepContext<Target>) => Promise<StepResult>): Promise<StepResult | undefined> {
+  const spec = stepSpec(id, shapeOf(m.target));
   const s = stepStatus(m.status, id);
-  const exec = body ?? ((ctx: StepContext) => execute(spec.long ? 'long' : 'short', spec.activity, [ctx], `${id} ${spec.title}`));
+  const exec = body ?? ((ctx: StepContext<Target>) => execute(spec.long ? 'long' : 'short', spec.activity, [ctx], `${id} ${spec.title}`));
   if (m.ctx.dryRun) {
     const res = await exec(m.ctx);
     m.status.plan[id] = res.actions;
@@ -73,7 +75,7 @@ export function checkDecision(m: Migration, r: StepRequest, verb: Decision): str
   }
   const step = m.status.steps.find((s) => s.id === id);
   const gate = m.status.gates.find((g) => g.id === id);
-  if (!step && !gate) return `unknown step "${id}"; steps are ${STEPS.map((s) => s.id).join(', ')}`;
+  if (!step && !gate) return `unknown step "${id}"; steps are ${m.status.steps.map((s) => s.id).join(', ')}`;
   if (step && step.state !== 'blocked') return `step ${id} is not Blocked (it is ${step.state}). ${nextHint(m.status)}`;
   if (gate && gate.state !== 'failed') return `gate ${id} has no failed checks (it is ${gate.state}). ${nextHint(m.status)}`;
   if (verb === 'skip' && (gate || !step?.skippable)) return `step ${id} must not be skipped: fix its cause and retry, or rollback`;

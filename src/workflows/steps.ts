@@ -1,14 +1,17 @@
 // The plan's checklist (seed 001), as data: every step the migration runs, in order, with what
 // undoes it. The phase functions in mlflow-decommission.ts walk this table; status shows it whole.
 import type { createActivities } from '../activities';
+import type { Shape } from '../shapes';
 import type { GateCheckResult, GateId, PhaseId, StepContext, StepResult } from '../types';
 
 export type Activities = ReturnType<typeof createActivities>;
 export type ActivityName = Extract<keyof Activities, string>;
+/** The context of a step of some shape: each shape's table names only activities for its targets. */
+type AnyShapeContext = StepContext<never>;
 /** Activities a step can name: they take the step's context (first) and return a StepResult. */
-export type StepActivity = { [K in ActivityName]: Activities[K] extends (ctx: StepContext, ...more: never[]) => Promise<StepResult> ? K : never }[ActivityName];
+export type StepActivity = { [K in ActivityName]: Activities[K] extends (ctx: AnyShapeContext, ...more: never[]) => Promise<StepResult> ? K : never }[ActivityName];
 /** Read-only gate checks over the step's context. */
-export type CheckActivity = { [K in ActivityName]: Activities[K] extends (ctx: StepContext) => Promise<GateCheckResult> ? K : never }[ActivityName];
+export type CheckActivity = { [K in ActivityName]: Activities[K] extends (ctx: AnyShapeContext) => Promise<GateCheckResult> ? K : never }[ActivityName];
 
 export interface StepSpec {
   id: string;
@@ -104,14 +107,89 @@ export const GATES: GateSpec[] = [
   },
 ];
 
-export function stepSpec(id: string): StepSpec {
-  const spec = STEPS.find((s) => s.id === id);
-  if (!spec) throw new Error(`unknown step ${id}`);
+type GateOverride = Partial<Record<GateId, Partial<GateSpec>>>;
+
+/** Shapes without Cloud SQL: the dump stands where the SQL export stands; no secrets to delete at closure. */
+const WITHOUT_CLOUD_GATES: GateOverride = {
+  'phase-0': { title: 'Every history preserved and proven; dump and raw export verified', checks: ['checkPhase0', 'checkDumpVerified'] },
+  'phase-3': { checks: ['checkRemovalContained'], review: 'Step results list every snapshot; 5.1 checks again that nothing else changed.' },
+  'phase-4': {
+    review:
+      'Confirm by hand: the app no longer imports mlflow or reads MLFLOW_TRACKING_URI, the MLflow service is gone from docker-compose / deployment files, README and docs updated, CI/CD no longer builds or starts MLflow.',
+  },
+  closure: { title: 'Close: write the completion record', review: 'Step 5.1 shows what was removed and that nothing else changed. The dump stays in the backup location; nothing after this gate is irreversible.' },
+};
+
+const SHARED_DATABASE_GATES: GateOverride = {
+  'phase-2': {
+    title: "Ready to drop MLflow's tables (the verified dump is the way back)",
+    checks: ['checkDumpVerified', 'checkMlflowTablesDroppable'],
+    review: "Step 3.1 drops, in one transaction, exactly the objects the check 'mlflow objects' lists (MLflow's tables with their sequences, types and indexes) and none of the app's. The dump from 0.1 restores them on rollback.",
+  },
+};
+
+const SELF_HOSTED_GATES: GateOverride = {
+  'phase-2': {
+    title: "Ready to drop MLflow's database and role (the verified dump is the way back)",
+    checks: ['checkDumpVerified', 'checkTrackingServerStopped', 'checkTrackingDatabaseDroppable'],
+    review:
+      "Stopping the MLflow container is your part (e.g. docker compose stop mlflow): the check above passes only once its /health no longer answers. Phase 3 then archives the artifacts directory, drops MLflow's database and, if it owns nothing else, its role. The server and its other databases are not touched.",
+  },
+};
+
+// --- the other shapes: the same Phases 0–2, their own Phase 3 and 5 -----------------------------
+
+/** Without Cloud SQL, 0.1 is a logical dump the worker makes itself; the rest of Phases 0–2 is the same. */
+const PHASES_0_TO_2_WITHOUT_CLOUD_SQL: StepSpec[] = STEPS.filter((s) => s.phase <= 2).map((s) =>
+  s.id === '0.1' ? { id: '0.1', phase: 0, title: "Back up MLflow's tables (logical dump: schema and data, gzip, manifest; verified by content)", activity: 'dumpMlflowTables', long: true } : s,
+);
+
+/** No cloud bill, no secrets: check that exactly MLflow's objects went, and write the record. */
+const PHASE_5_WITHOUT_CLOUD: StepSpec[] = [
+  { id: '5.1', phase: 5, title: 'Verify what Phase 3 removed is gone and nothing else changed', activity: 'verifyRemovalContained' },
+  { id: '5.2', phase: 5, title: 'Billing: no cloud bill to check', activity: 'explainNoCloudBill' },
+  { id: '5.6', phase: 5, title: 'Write the completion record', activity: 'writeCompletionRecord' },
+];
+
+const SHAPE_STEPS: Record<Shape, StepSpec[]> = {
+  cloud: STEPS,
+  'shared-database': [
+    ...PHASES_0_TO_2_WITHOUT_CLOUD_SQL,
+    { id: '3.1', phase: 3, title: "Drop MLflow's tables, sequences and types (one transaction)", activity: 'dropMlflowTables', undo: 'restoreMlflowTables', destructive: true, long: true },
+    ...PHASE_5_WITHOUT_CLOUD,
+  ],
+  'self-hosted': [
+    ...PHASES_0_TO_2_WITHOUT_CLOUD_SQL,
+    { id: '3.1', phase: 3, title: 'Archive the artifacts directory (with a manifest), then empty it', activity: 'archiveArtifactsDirectory', undo: 'restoreArtifactsDirectory', destructive: true, skippable: true, long: true },
+    { id: '3.2', phase: 3, title: "Terminate MLflow's connections and drop its database", activity: 'dropTrackingDatabase', undo: 'recreateTrackingDatabase', destructive: true, long: true },
+    { id: '3.3', phase: 3, title: "Drop MLflow's role if it owns nothing else on the server", activity: 'dropTrackingRole', undo: 'recreateTrackingRole', destructive: true },
+    ...PHASE_5_WITHOUT_CLOUD,
+  ],
+};
+
+/** Gates differ by what they check and what the approver reviews; ids and phases are the same. */
+const SHAPE_GATES: Record<Shape, GateSpec[]> = {
+  cloud: GATES,
+  'shared-database': GATES.map((g) => ({ ...g, ...WITHOUT_CLOUD_GATES[g.id], ...SHARED_DATABASE_GATES[g.id] })),
+  'self-hosted': GATES.map((g) => ({ ...g, ...WITHOUT_CLOUD_GATES[g.id], ...SELF_HOSTED_GATES[g.id] })),
+};
+
+export function stepsOf(shape: Shape): StepSpec[] {
+  return SHAPE_STEPS[shape];
+}
+
+export function gatesOf(shape: Shape): GateSpec[] {
+  return SHAPE_GATES[shape];
+}
+
+export function stepSpec(id: string, shape: Shape = 'cloud'): StepSpec {
+  const spec = SHAPE_STEPS[shape].find((s) => s.id === id);
+  if (!spec) throw new Error(`unknown step ${id} for the ${shape} shape`);
   return spec;
 }
 
-export function gateSpec(id: GateId): GateSpec {
-  const spec = GATES.find((g) => g.id === id);
+export function gateSpec(id: GateId, shape: Shape = 'cloud'): GateSpec {
+  const spec = SHAPE_GATES[shape].find((g) => g.id === id);
   if (!spec) throw new Error(`unknown gate ${id}`);
   return spec;
 }

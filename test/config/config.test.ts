@@ -65,3 +65,25 @@ describe('config', () => {
     expect(() => databaseUrl('MLFLOW_DATABASE_URL', {})).toThrow('env var MLFLOW_DATABASE_URL is not set on the worker');
   });
 });
+
+describe('config: the shapes', () => {
+  const shared = { shape: 'shared-database', databases: { mlflow: { urlEnv: 'APP_DATABASE_URL' }, app: { urlEnv: 'APP_DATABASE_URL' } }, backup: 'file:///var/backups/mlflow/' };
+  const selfHosted = {
+    shape: 'self-hosted',
+    databases: { mlflow: { urlEnv: 'MLFLOW_DATABASE_URL' }, app: { urlEnv: 'APP_DATABASE_URL' }, server: { urlEnv: 'SERVER_DATABASE_URL' } },
+    mlflow: { trackingUrl: 'http://mlflow:5000', database: 'mlflow_tracking', role: 'ultrathink' },
+    backup: 'gs://ultrathink-backups/mlflow',
+  };
+
+  it('a shape without a cloud names only what it has, and takes the same defaults for the app table and the data', () => {
+    const t = configFileSchema.parse({ targets: { s: shared, h: selfHosted } }).targets;
+    expect(t.s).toMatchObject({ shape: 'shared-database', backup: 'file:///var/backups/mlflow', billing: { estimatedMonthlySavingsUsd: 0 }, bakePeriod: '7 days' });
+    expect(t.s.appTable.history).toBe('training_history_json');
+    expect(t.h).toMatchObject({ shape: 'self-hosted', mlflow: { role: 'ultrathink' }, data: { batchSize: 500 } });
+    expect(Object.keys(t.h)).not.toContain('gcp');
+  });
+
+  it('a target without a shape is the cloud shape, as every config file before shapes', () => {
+    expect(configFileSchema.parse(example).targets['b2b-recs'].shape).toBe('cloud');
+  });
+});

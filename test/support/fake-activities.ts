@@ -2,10 +2,10 @@
 // defineStep, so dry runs and gate guards behave as in production, and every act is logged.
 import { ApplicationFailure } from '@temporalio/common';
 import { defineStep } from '../../src/activities/step';
-import type { Target } from '../../src/config/schema';
-import type { StepContext, StepResult } from '../../src/types';
-import type { Activities } from '../../src/workflows/steps';
-import { STEPS } from '../../src/workflows/steps';
+import type { CloudTarget, Target } from '../../src/config/schema';
+import { SHAPES } from '../../src/shapes';
+import { GATE_IDS, type StepContext, type StepResult } from '../../src/types';
+import { gateSpec, stepsOf, type Activities } from '../../src/workflows/steps';
 
 type Fn = (...args: any[]) => Promise<unknown>;
 
@@ -41,9 +41,10 @@ export function fakeActivities(target: Target, overrides: Partial<Record<keyof A
     acted.push(name);
     return { checks: [{ name, ok: true, detail: 'ok' }] };
   };
-  const names = new Set<string>(STEPS.flatMap((s) => [s.activity, ...(s.undo ? [s.undo] : [])]));
+  const names = new Set<string>(SHAPES.flatMap((shape) => stepsOf(shape).flatMap((s) => [s.activity, ...(s.undo ? [s.undo] : [])])));
   const activities: Record<string, Fn> = {};
   for (const n of names) activities[n] = step(n);
+  for (const n of new Set(SHAPES.flatMap((shape) => GATE_IDS.flatMap((g) => gateSpec(g, shape).checks)))) activities[n] = check(n);
   Object.assign(activities, {
     loadTarget: async () => target,
     planBackfill: step('planBackfill', () => ({ batches: [0, 1, 2, 3, 4].map((index) => ({ index, runs: 10 })) })),
@@ -68,9 +69,9 @@ export function fakeActivities(target: Target, overrides: Partial<Record<keyof A
   };
 }
 
-export function demoTarget(overrides: Partial<Target> = {}): Target {
+export function demoTarget(overrides: Partial<CloudTarget> = {}): CloudTarget {
   return {
-    shape: 'cloud-sql-dedicated',
+    shape: 'cloud',
     gcp: { project: 'demo-project', region: 'europe-central2' },
     labels: { app: 'mlflow' },
     cloudRun: { mlflowService: 'mlflow-server', appService: 'django-app', trackingUriEnvVar: 'MLFLOW_TRACKING_URI' },

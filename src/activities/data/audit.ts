@@ -2,9 +2,10 @@
 // store's runs, the source of the raw export, or the reference points at nothing after Phase 3.
 import type { Databases } from '../../adapters/postgres';
 import { forEachRowChunk, type Row } from '../../adapters/postgres-streams';
+import type { Target } from '../../config/schema';
 import type { StepResult } from '../../types';
 import { appPool, mlflowPool, mlflowResource } from './app-table';
-import { defineStep } from '../step';
+import { defineShapeStep } from '../step';
 
 const ID_CHUNK = 5_000;
 
@@ -20,7 +21,7 @@ export interface ReferenceAudit {
 
 export function createAuditActivities(databases: Databases) {
   return {
-    auditReferences: defineStep({
+    auditReferences: defineShapeStep<Target>({
       async plan(ctx) {
         const urlEnv = ctx.target.databases.app.urlEnv;
         return ctx.target.data.referenceTables.flatMap((r) => [

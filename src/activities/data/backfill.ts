@@ -10,7 +10,7 @@ import { RunHistoryBuilder } from '../../history/builder';
 import type { PlannedAction, StepContext, StepResult } from '../../types';
 import { appPool, appResource, completedWithRun, mlflowPool, mlflowResource } from './app-table';
 import { heartbeat, lastHeartbeat, type BackfillProgress } from '../heartbeat';
-import { defineStep } from '../step';
+import { defineShapeStep } from '../step';
 
 /** Runs per UPDATE: big enough to amortise the round trip, small enough to keep memory flat. */
 const FLUSH_EVERY = 50;
@@ -261,7 +261,7 @@ function addPoints(b: RunHistoryBuilder, key: string, folded: string): void {
 export function createBackfillActivities(databases: Databases) {
   return {
     // 0.2
-    assessScope: defineStep({
+    assessScope: defineShapeStep<Target>({
       async plan(ctx) {
         const c = await countScope(databases, ctx.target);
         return [{ call: 'postgres.select', resource: appResource(ctx.target), description: `count the cache scope (now: ${describeScope(c)})` }];
@@ -277,7 +277,7 @@ export function createBackfillActivities(databases: Databases) {
     }),
 
     // 0.3, first half: the workflow spreads these batches over workers.
-    planBackfill: defineStep({
+    planBackfill: defineShapeStep<Target>({
       async plan(ctx) {
         return batchActions(ctx.target, await planBatches(databases, ctx.target, ctx.force));
       },
@@ -293,7 +293,7 @@ export function createBackfillActivities(databases: Databases) {
     }),
 
     // 0.3, one batch. A retry resumes after the run id of its last heartbeat.
-    async backfillBatch(ctx: StepContext, batch: BackfillBatch): Promise<StepResult> {
+    async backfillBatch(ctx: StepContext<Target>, batch: BackfillBatch): Promise<StepResult> {
       const actions = batchActions(ctx.target, [batch]);
       if (ctx.dryRun) return { summary: `would backfill ${batch.runs} runs`, actions };
       const resumeAfter = lastHeartbeat<BackfillProgress>()?.cursor;

@@ -6,9 +6,10 @@ import { ErrorType, fail } from '../../errors';
 import type { ObjectStore } from '../../ports';
 import { encodeNumber } from '../../history/encoding';
 import { COMPARED_FIELDS, parseTrainingMetricsJson, trainingMetricsSchema } from '../../history/training-metrics';
+import type { Target } from '../../config/schema';
 import type { StepContext, StepResult } from '../../types';
 import { appPool, appResource } from './app-table';
-import { defineStep } from '../step';
+import { defineShapeStep } from '../step';
 
 /** How many post-cutover experiments to look at (the most recent first). */
 const LOOK_AT = 20;
@@ -20,7 +21,7 @@ interface Candidate {
   history: unknown;
 }
 
-async function postCutoverExperiments(databases: Databases, ctx: StepContext): Promise<Candidate[]> {
+async function postCutoverExperiments(databases: Databases, ctx: StepContext<Target>): Promise<Candidate[]> {
   const t = ctx.target.appTable;
   const cutover = ctx.target.data.cutoverDate;
   if (!cutover) {
@@ -60,7 +61,7 @@ export function metricsUri(artifactsPath: string): string {
 
 export function createCutoverActivities(databases: Databases, objects: ObjectStore) {
   return {
-    checkCutover: defineStep({
+    checkCutover: defineShapeStep<Target>({
       async plan(ctx) {
         if (!ctx.target.data.cutoverDate) {
           return [{ call: 'postgres.select', resource: appResource(ctx.target), description: 'would fail: set data.cutoverDate in the target, or skip this step' }];

@@ -9,10 +9,12 @@ import type { Databases } from '../../adapters/postgres';
 import { copyOut } from '../../adapters/postgres-streams';
 import type { Target } from '../../config/schema';
 import type { ObjectStore } from '../../ports';
+import { backupRoot, shapeOf } from '../../shapes';
 import type { StepContext, StepResult } from '../../types';
+import { ALEMBIC, identifyMlflowObjects } from '../database/mlflow-tables';
 import { mlflowPool, mlflowResource } from './app-table';
 import { heartbeat } from '../heartbeat';
-import { defineStep } from '../step';
+import { defineShapeStep } from '../step';
 
 export interface ManifestEntry {
   table: string;
@@ -28,11 +30,11 @@ export interface RawManifest {
   tables: ManifestEntry[];
 }
 
-export function rawExportBase(ctx: StepContext): string {
-  return `gs://${ctx.target.buckets.backup}/${ctx.target.buckets.prefix}/${ctx.migrationId}/raw`;
+export function rawExportBase(ctx: StepContext<Target>): string {
+  return `${backupRoot(ctx.target)}/${ctx.migrationId}/raw`;
 }
 
-export function manifestUri(ctx: StepContext): string {
+export function manifestUri(ctx: StepContext<Target>): string {
   return `${rawExportBase(ctx)}/manifest.json`;
 }
 
@@ -41,7 +43,12 @@ export async function storeTables(databases: Databases, target: Target): Promise
   const { rows } = await mlflowPool(databases, target).query(
     `SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY table_name COLLATE "C"`,
   );
-  return rows.map((r) => r.table_name);
+  const tables: string[] = rows.map((r) => r.table_name);
+  if (shapeOf(target) !== 'shared-database') return tables;
+  // Seed 000: the app's tables share the schema; only MLflow's (by its revision's schema) are exported.
+  const found = await identifyMlflowObjects(mlflowPool(databases, target), target.data.acceptMlflowRevisions);
+  const mine = new Set([...found.tables, ALEMBIC]);
+  return tables.filter((t) => mine.has(t));
 }
 
 export async function countRows(databases: Databases, target: Target, table: string): Promise<number> {
@@ -78,7 +85,7 @@ async function exportTable(databases: Databases, target: Target, objects: Object
 
 export function createExportActivities(databases: Databases, objects: ObjectStore) {
   return {
-    exportRawTables: defineStep({
+    exportRawTables: defineShapeStep<Target>({
       async plan(ctx) {
         const tables = await storeTables(databases, ctx.target);
         return [
@@ -108,7 +115,7 @@ export function createExportActivities(databases: Databases, objects: ObjectStor
 }
 
 /** checkPhase0: the manifest's row counts against the store now, and each object's size. */
-export async function checkManifest(databases: Databases, objects: ObjectStore, ctx: StepContext): Promise<{ ok: boolean; detail: string }> {
+export async function checkManifest(databases: Databases, objects: ObjectStore, ctx: StepContext<Target>): Promise<{ ok: boolean; detail: string }> {
   const uri = manifestUri(ctx);
   const body = await objects.read(uri);
   if (!body) return { ok: false, detail: `${uri} missing: run step 0.6 again` };

@@ -8,7 +8,7 @@ import type { StepResult } from '../../types';
 import { mlflowPool, appResource, mlflowResource } from './app-table';
 import { backfillRange } from './backfill';
 import { lastHeartbeat, type BackfillProgress } from '../heartbeat';
-import { defineStep } from '../step';
+import { defineShapeStep } from '../step';
 
 async function runsWithHistograms(databases: Databases, target: Target): Promise<string[]> {
   const { rows } = await mlflowPool(databases, target).query(
@@ -19,7 +19,7 @@ async function runsWithHistograms(databases: Databases, target: Target): Promise
 
 export function createHistogramActivities(databases: Databases) {
   return {
-    cacheHistograms: defineStep({
+    cacheHistograms: defineShapeStep<Target>({
       async plan(ctx) {
         if (ctx.target.data.histograms === 'skip') return [];
         const runs = await runsWithHistograms(databases, ctx.target);

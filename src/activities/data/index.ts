@@ -12,7 +12,7 @@ import { createBackfillActivities } from './backfill';
 import { createCutoverActivities } from './cutover';
 import { checkManifest, createExportActivities } from './export';
 import { createHistogramActivities } from './histograms';
-import { defineCheck } from '../step';
+import { defineShapeCheck } from '../step';
 import { checkMlflowRevision } from './mlflow-schema';
 import { checkCompleteness, createVerifyActivities } from './verify';
 
@@ -41,7 +41,7 @@ export function createDataActivities(deps: DataDeps) {
     ...createCutoverActivities(databases, objects),
 
     // Gate phase-0: re-checked from the source, not taken from the steps' word.
-    checkPhase0: defineCheck(async (ctx): Promise<CheckResult[]> => {
+    checkPhase0: defineShapeCheck<Target>(async (ctx): Promise<CheckResult[]> => {
       const completeness = await checkCompleteness(databases, ctx.target);
       const fidelity = ctx.facts['0.5'] as { runsVerified?: number; mismatches?: number; points?: number } | undefined;
       const manifest = await checkManifest(databases, objects, ctx);
@@ -64,7 +64,7 @@ export function createDataActivities(deps: DataDeps) {
       ];
     }),
   };
-  return { activities, preflight: (ctx: StepContext) => dataPreflight(databases, ctx.target) };
+  return { activities, preflight: (ctx: StepContext<Target>) => dataPreflight(databases, ctx.target) };
 }
 
 /** 0.0, data half: both databases answer, the MLflow schema is one we read, the app table has the configured columns. */

@@ -11,7 +11,7 @@ import { decodeValue, encodeStoredValue, sameValue } from '../../history/encodin
 import type { StepResult } from '../../types';
 import { appPool, appResource, completedWithRun, mlflowPool, mlflowResource } from './app-table';
 import { heartbeat } from '../heartbeat';
-import { defineStep } from '../step';
+import { defineShapeStep } from '../step';
 
 const CHUNK = 100;
 const MAX_LISTED = 50;
@@ -224,7 +224,7 @@ function describePlacement(p: Placement): string {
 export function createVerifyActivities(databases: Databases) {
   return {
     // 0.5
-    verifyMigration: defineStep({
+    verifyMigration: defineShapeStep<Target>({
       async plan(ctx) {
         const t = ctx.target;
         return [

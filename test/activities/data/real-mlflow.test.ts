@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createDatabases, type Databases } from '../../../src/adapters/postgres';
 import { createDataActivities } from '../../../src/activities/data';
 import type { BackfillBatch } from '../../../src/activities/data/backfill';
-import { targetSchema, type Target } from '../../../src/config/schema';
+import { cloudTargetSchema, type CloudTarget } from '../../../src/config/schema';
 import { placeMetric } from '../../../src/history/categorise';
 import { decodeValue, encodeStoredValue, sameValue } from '../../../src/history/encoding';
 import type { StepContext } from '../../../src/types';
@@ -42,7 +42,7 @@ describe.skipIf(unavailable)('backfill against a real MLflow tracking server', (
   let workDir: string;
   let trackingUri: string;
   let databases: Databases;
-  let target: Target;
+  let target: CloudTarget;
   let runIds: string[];
   let longKey: string;
   const ctx = (): StepContext => ({ migrationId: 'm-real', targetName: 'real', target, dryRun: false, gatesPassed: [], force: false, facts: {} });
@@ -80,7 +80,7 @@ describe.skipIf(unavailable)('backfill against a real MLflow tracking server', (
     runIds = out.run_ids;
     longKey = out.long_key;
 
-    target = targetSchema.parse({
+    target = cloudTargetSchema.parse({
       gcp: { project: 'demo-project', region: 'europe-central2' },
       buckets: { backup: 'demo-backups' },
       serviceAccount: 'mlflow-server@demo-project.iam.gserviceaccount.com',
