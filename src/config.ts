@@ -69,9 +69,14 @@ export const targetSchema = z
       .object({
         instance: z.string().regex(/^[a-z][a-z0-9-]{0,96}$/, 'expected a Cloud SQL instance name').default('mlflow-db'),
         database: z.string().default('mlflow'),
+        /**
+         * What undoing 3.2 restores from: the final backup Cloud SQL takes at the delete (databases,
+         * users and data up to the delete), or a SQL export 3.2 takes after 3.1 stopped MLflow.
+         */
+        restoreFrom: z.enum(['final-backup', 'export']).default('final-backup'),
       })
       .strict()
-      .default({ instance: 'mlflow-db', database: 'mlflow' }),
+      .default({ instance: 'mlflow-db', database: 'mlflow', restoreFrom: 'final-backup' }),
     buckets: z
       .object({
         /** Snapshots, the SQL export and the raw CSV export go here; it is never deleted. */

@@ -17,7 +17,7 @@ export interface ActivityDeps {
 
 export function createActivities(deps: ActivityDeps) {
   const data = createDataActivities({ databases: deps.databases, objects: deps.objects });
-  const cloud = createCloudActivities({ gcp: deps.gcp, objects: deps.objects });
+  const cloud = createCloudActivities({ gcp: deps.gcp, objects: deps.objects, databases: deps.databases });
   const migration = createMigrationActivities({ config: deps.config, objects: deps.objects, preflightChecks: [data.preflight, cloud.preflight] });
   return { ...migration, ...data.activities, ...cloud.activities };
 }
