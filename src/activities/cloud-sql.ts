@@ -346,8 +346,12 @@ export function createCloudSqlActivities(deps: CloudSqlDeps, opts: CloudSqlOptio
           facts: { snapshot: snapshotOf(ctx), ...(backup ? { finalBackup: backup.name } : {}) },
         };
       }
+      // The verified 0.1 export must still be there, row for row, before anything is deleted.
       const uri = exportUriFor(ctx);
-      if (!(await deps.objects.stat(uri))) fail(ErrorType.PreconditionFailed, `export ${uri} is missing, so ${resource(ctx)} is not deleted: run step 0.1 again or approve skip.`);
+      const rows = await dumpRows(uri);
+      const verified = (ctx.facts['0.1'] as { exportRows?: RowCounts } | undefined)?.exportRows;
+      const verdict = typeof rows === 'string' ? { ok: false, detail: rows } : compareRows(rows, verified ?? (await storeRowCounts(deps.databases, ctx)));
+      if (!verdict.ok) fail(ErrorType.PreconditionFailed, `export ${uri} is missing or does not hold the MLflow database (${verdict.detail}), so ${resource(ctx)} is not deleted: run step 0.1 again or approve skip.`);
       assertLabels(`Cloud SQL instance ${resource(ctx)}`, instance.settings?.userLabels, ctx);
 
       // The first snapshot wins: a retry after protection was turned off must not record it as off.

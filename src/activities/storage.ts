@@ -88,7 +88,8 @@ export function createStorageActivities(deps: CloudDeps): CloudKind<ReturnType<t
         if (!(await getBucket(backup))) {
           checks.push({ name: `backup bucket gs://${backup}`, ok: false, detail: `gs://${backup} does not exist: create it (it holds the snapshots and exports) or fix buckets.backup` });
         } else {
-          const missing = await missingPermissions(backup, BACKUP_PERMISSIONS);
+          // Undoing 3.2 from an export grants the recreated instance's new service account read on this bucket.
+          const missing = await missingPermissions(backup, [...BACKUP_PERMISSIONS, ...(ctx.target.cloudSql.restoreFrom === 'export' ? ['storage.buckets.getIamPolicy', 'storage.buckets.setIamPolicy'] : [])]);
           checks.push({
             name: `backup bucket gs://${backup}`,
             ok: missing.length === 0,
