@@ -44,7 +44,15 @@ interface Backup {
   instance?: string;
   state?: string;
   expiryTime?: string;
-  backupInterval?: { startTime?: string; endTime?: string };
+  backupInterval?: { startTime?: Timestamp; endTime?: Timestamp };
+}
+/** A google.protobuf.Timestamp as the REST clients decode it, or its RFC 3339 string. */
+type Timestamp = string | { seconds?: string | number; nanos?: number };
+
+function isoTime(t: Timestamp | undefined): string | undefined {
+  if (!t) return undefined;
+  if (typeof t === 'string') return t;
+  return new Date(Number(t.seconds ?? 0) * 1000 + Math.round((t.nanos ?? 0) / 1e6)).toISOString();
 }
 
 export interface CloudSqlDeps extends CloudDeps {
@@ -457,6 +465,8 @@ export function createCloudSqlActivities(deps: CloudSqlDeps, opts: CloudSqlOptio
       }, { intervalMs: opts.pollIntervalMs ?? 5_000 });
       const put = await restoreProtection(ctx, saved, instance);
       if (put) actions.push(put);
+      const granted = await carryBucketAccess(ctx, saved, instance);
+      if (granted) actions.push(granted);
       return {
         summary: `restored ${resource(ctx)} from ${source}, with the deleted instance's tier, IP configuration, zone ${instance.gceZone ?? saved.gceZone ?? ''} and maintenance window${protectionOn(saved) ? ', deletion protection on' : ''}`,
         actions,
@@ -464,6 +474,32 @@ export function createCloudSqlActivities(deps: CloudSqlDeps, opts: CloudSqlOptio
       };
     },
   });
+
+  /**
+   * Gives the recreated instance's new service account what the deleted instance's had on the backup
+   * bucket (0.1 asked for objectAdmin there, for exports), plus `required`: access is restored, not only the instance.
+   */
+  async function carryBucketAccess(ctx: StepContext, saved: Instance, created: Instance, required: string[] = []): Promise<PlannedAction | undefined> {
+    const bucketName = ctx.target.buckets.backup;
+    const member = `serviceAccount:${created.serviceAccountEmailAddress}`;
+    const before = saved.serviceAccountEmailAddress ? `serviceAccount:${saved.serviceAccountEmailAddress}` : undefined;
+    const iam = storage.bucket(bucketName).iam;
+    const [policy] = await gcpCall(`reading the IAM policy of gs://${bucketName}`, 'roles/storage.admin', () => iam.getPolicy());
+    const bindings = (policy.bindings ?? []).map((b) => ({ ...b, members: [...(b.members ?? [])] }));
+    const roles = new Set([...required, ...bindings.filter((b) => before && b.members.includes(before) && !b.condition).map((b) => b.role)]);
+    const added: string[] = [];
+    for (const role of roles) {
+      let binding = bindings.find((b) => b.role === role && !b.condition);
+      if (!binding) bindings.push((binding = { role, members: [] }));
+      if (!binding.members.includes(member)) {
+        binding.members.push(member);
+        added.push(role);
+      }
+    }
+    if (!added.length) return undefined;
+    await gcpCall(`granting ${member} ${added.join(', ')} on gs://${bucketName}`, 'roles/storage.admin', () => iam.setPolicy({ ...policy, bindings }));
+    return { call: 'storage.buckets.setIamPolicy', resource: `gs://${bucketName}`, description: `granted the new instance's service account ${added.join(', ')}, as the deleted instance's had` };
+  }
 
   /** An instance of that name that neither 3.2's original nor this rollback made: its data is not ours to overwrite. */
   function notOurs(ctx: StepContext, instance: Instance): never {
@@ -512,8 +548,9 @@ export function createCloudSqlActivities(deps: CloudSqlDeps, opts: CloudSqlOptio
         } as never),
       (m) => fail(ErrorType.CannotRestore, `restoring ${backup.name} into ${resource(ctx)} failed (${m}): restore it in the console (Backups → Restore to a new instance), then skip this compensation.`),
     );
-    actions.push({ call: 'sql.instances.restoreBackup', resource: resource(ctx), description: `restored final backup ${backup.name} (data up to ${backup.backupInterval?.endTime ?? 'the delete'})` });
-    return `final backup ${backup.name} (data up to ${backup.backupInterval?.endTime ?? 'the delete'})`;
+    const upTo = isoTime(backup.backupInterval?.endTime) ?? 'the delete';
+    actions.push({ call: 'sql.instances.restoreBackup', resource: resource(ctx), description: `restored final backup ${backup.name} (data up to ${upTo})` });
+    return `final backup ${backup.name} (data up to ${upTo})`;
   }
 
   /** instances.insert with the saved settings, then the database, the users and the export taken at delete. */
@@ -539,14 +576,8 @@ export function createCloudSqlActivities(deps: CloudSqlDeps, opts: CloudSqlOptio
 
     // A new instance has a new service account, which may not read the bucket until granted
     // (https://cloud.google.com/sql/docs/postgres/import-export/import-export-sql: roles/storage.objectViewer for imports).
-    const member = `serviceAccount:${created.serviceAccountEmailAddress}`;
-    const bucket = storage.bucket(ctx.target.buckets.backup).iam;
-    const [policy] = await gcpCall(`reading the IAM policy of gs://${ctx.target.buckets.backup}`, 'roles/storage.admin', () => bucket.getPolicy());
-    if (!policy.bindings?.some((b) => b.role === 'roles/storage.objectViewer' && b.members?.includes(member))) {
-      const bindings = [...(policy.bindings ?? []).filter((b) => b.role !== 'roles/storage.objectViewer'), { role: 'roles/storage.objectViewer', members: [...(policy.bindings?.find((b) => b.role === 'roles/storage.objectViewer')?.members ?? []), member] }];
-      await gcpCall(`granting ${member} read on gs://${ctx.target.buckets.backup}`, 'roles/storage.admin', () => bucket.setPolicy({ ...policy, bindings }));
-      actions.push({ call: 'storage.buckets.setIamPolicy', resource: `gs://${ctx.target.buckets.backup}`, description: `granted ${member} roles/storage.objectViewer` });
-    }
+    const granted = await carryBucketAccess(ctx, saved, created, ['roles/storage.objectViewer']);
+    if (granted) actions.push(granted);
 
     // A PostgreSQL SQL import needs its database to exist; a recreated instance has only `postgres`.
     const database = ctx.target.cloudSql.database;

@@ -16,7 +16,7 @@ const store = useMlflowDatabase('cloudsql');
 const target = demoTarget();
 const instance = 'projects/demo-project/instances/mlflow-db';
 const SETTINGS = {
-  ipConfiguration: { ipv4Enabled: true, authorizedNetworks: [{ name: 'office', value: '203.0.113.0/24' }] },
+  ipConfiguration: { ipv4Enabled: false, privateNetwork: 'projects/demo-project/global/networks/default', requireSsl: true },
   locationPreference: { zone: 'europe-central2-b' },
   maintenanceWindow: { day: 7, hour: 3 },
   backupConfiguration: { enabled: true, startTime: '02:00' },
@@ -171,6 +171,10 @@ describe('3.2 and its undo', () => {
     expect(now.state).toBe('RUNNABLE');
     expect(now.settings).toMatchObject({ ...SETTINGS, tier: original.settings.tier, userLabels: { app: 'mlflow' }, deletionProtectionEnabled: true });
     expect(now.gceZone).toBe('europe-central2-b');
+    // A new instance has a new service account: it gets what the deleted one had on the backup bucket, so 0.1 can export again.
+    expect(now.serviceAccountEmailAddress).not.toBe(original.serviceAccountEmailAddress);
+    expect(grants(`serviceAccount:${now.serviceAccountEmailAddress}`)).toEqual(['roles/storage.objectAdmin']);
+    expect(restored.summary).toMatch(/data up to \d{4}-\d\d-\d\dT/);
     expect(sql().users['demo-project/mlflow-db'].map((u) => u.name).sort()).toEqual(['mlflow', 'postgres']);
     expect(cloud.sandbox.callsTo(`POST /v1/${instance}/restoreBackup$`)).toHaveLength(1);
     expect(cloud.sandbox.callsTo(`POST /v1/${instance}/import$`)).toHaveLength(0);
