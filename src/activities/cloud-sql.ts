@@ -127,8 +127,9 @@ export function createCloudSqlActivities(deps: CloudSqlDeps, opts: CloudSqlOptio
 
   /** The instance's operations that have not finished, newest first (operations.list is reverse chronological). */
   const runningOperations = async (ctx: StepContext): Promise<SqlOperation[]> => {
-    const [list] = await gcpCall(`listing operations of ${resource(ctx)}`, ROLE, () => sqlOperations.list({ project: project(ctx), instance: instanceId(ctx) }));
-    return (plain<{ items?: SqlOperation[] }>(list).items ?? []).filter((o) => o.status !== 'DONE');
+    // An instance that does not exist yet (a restore into a new one) has no operations to list.
+    const list = await gcpGet(`listing operations of ${resource(ctx)}`, ROLE, async () => (await sqlOperations.list({ project: project(ctx), instance: instanceId(ctx) }))[0]);
+    return (plain<{ items?: SqlOperation[] }>(list ?? {}).items ?? []).filter((o) => o.status !== 'DONE');
   };
 
   /** Polls one operation to DONE, heartbeating its name so the UI and a retry can see it. */
