@@ -65,7 +65,10 @@ function runState(core: SandboxCore): RunState {
   return st;
 }
 
-/** Secrets a revision references through env valueSource.secretKeyRef that are missing or whose version cannot be used. */
+/**
+ * Secrets a revision references through env valueSource.secretKeyRef that do not exist: such a
+ * revision cannot start (https://cloud.google.com/run/docs/configuring/services/secrets).
+ */
 function unusableSecrets(core: SandboxCore, project: string, template: Record<string, any> | undefined): string[] {
   const secrets = (core.state.secretManager?.secrets ?? {}) as Record<string, { versions: Array<{ name: string; state: string }> }>;
   const problems: string[] = [];

@@ -138,7 +138,7 @@ export function createCloudRunActivities(deps: CloudDeps, opts: CloudRunOptions 
         };
       }
       assertLabels(`Cloud Run service ${name}`, service.labels, ctx);
-      // Who may invoke it (an IAM policy on the service) is not part of the spec: save it too.
+      // Who may invoke it is the service's IAM policy, not part of its spec (google/cloud/run/v2/service.proto GetIamPolicy): save it too.
       const [policy] = await gcpCall(`reading the IAM policy of ${name}`, ROLE, () => run.getIamPolicy({ resource: name }));
       await saveSnapshot(deps.objects, policySnapshot(ctx), { bindings: plain<Policy>(policy).bindings ?? [] });
       await saveSnapshot(deps.objects, snapshot, await redacted(ctx, service));
