@@ -10,7 +10,7 @@ import { seedCloudRunService } from './sandbox/services/cloud-run';
 import { seedSqlInstance } from './sandbox/services/cloud-sql';
 import { seedServiceAccount } from './sandbox/services/iam';
 import { seedSecret } from './sandbox/services/secret-manager';
-import { seedBucket } from './sandbox/services/storage';
+import { grantBucket, seedBucket } from './sandbox/services/storage';
 import { cloudTargetSchema } from '../src/config/schema';
 import { createAppTable, createMlflowSchema, seedAppRows, seedMlflowRuns } from './mlflow-store';
 
@@ -35,8 +35,12 @@ export function demoTargetConfig(overrides: Partial<TargetInput> = {}): TargetIn
   };
 }
 
-/** Seeds the sandbox with the deployment the target names, as it stands before the migration. */
-export function seedDeployment(sandbox: Sandbox, target: TargetInput): void {
+/**
+ * Seeds the sandbox with the deployment the target names, as it stands before the migration. With
+ * `mlflowUrl`, the Cloud SQL instance holds that database: its exports are real dumps of it, deleting
+ * the instance drops its tables, and a restore loads them back.
+ */
+export function seedDeployment(sandbox: Sandbox, target: TargetInput, opts: { mlflowUrl?: string } = {}): void {
   const project = target.gcp.project;
   const region = target.gcp.region;
   const labels = target.labels ?? { app: 'mlflow' };
@@ -54,6 +58,8 @@ export function seedDeployment(sandbox: Sandbox, target: TargetInput): void {
     region,
     name: target.cloudRun?.mlflowService ?? 'mlflow-server',
     labels,
+    // The Django app calls MLflow as its own service account.
+    invokers: [`serviceAccount:django-app@${project}.iam.gserviceaccount.com`],
     image: `${region}-docker.pkg.dev/${project}/mlflow/mlflow-server:2.16.2`,
     serviceAccount: target.serviceAccount,
     env: [
@@ -73,7 +79,26 @@ export function seedDeployment(sandbox: Sandbox, target: TargetInput): void {
       { name: 'MLFLOW_TRACKING_TOKEN', valueSource: { secretKeyRef: { secret: 'mlflow-tracking-token', version: '2' } } },
     ],
   });
-  seedSqlInstance(sandbox, { project, region, name: target.cloudSql?.instance ?? 'mlflow-db', labels, databases: [target.cloudSql?.database ?? 'mlflow'], deletionProtection: true });
+  const database = target.cloudSql?.database ?? 'mlflow';
+  const instance = seedSqlInstance(sandbox, {
+    project,
+    region,
+    name: target.cloudSql?.instance ?? 'mlflow-db',
+    labels,
+    databases: [database],
+    users: ['mlflow'],
+    deletionProtection: true,
+    backing: opts.mlflowUrl ? { [database]: opts.mlflowUrl } : {},
+    settings: {
+      tier: 'db-g1-small',
+      ipConfiguration: { ipv4Enabled: false, privateNetwork: `projects/${project}/global/networks/default`, requireSsl: true },
+      locationPreference: { zone: `${region}-b` },
+      maintenanceWindow: { day: 7, hour: 3, updateTrack: 'stable' },
+      backupConfiguration: { enabled: true, startTime: '02:00', pointInTimeRecoveryEnabled: true },
+    },
+  });
+  // Set up before the migration, as 0.1 asks: the instance may write its exports to the backup bucket.
+  grantBucket(sandbox, target.buckets.backup, `serviceAccount:${instance.serviceAccountEmailAddress}`, 'roles/storage.objectAdmin');
   seedBuildTrigger(sandbox, { project, name: target.buildTrigger ?? 'mlflow-server' });
   seedServiceAccount(sandbox, { project, email: target.serviceAccount, displayName: 'MLflow tracking server' });
   for (const id of target.secrets ?? []) seedSecret(sandbox, { project, id, labels, versions: [`${id}-v1`, `${id}-v2`] });
@@ -149,7 +174,7 @@ export async function seedDemo(opts: SeedDemoOptions): Promise<{ target: TargetI
   } finally {
     await Promise.all([mlflow.end(), app.end()]);
   }
-  seedDeployment(opts.sandbox, target);
+  seedDeployment(opts.sandbox, target, { mlflowUrl: opts.mlflowUrl });
   return { target };
 }
 

@@ -198,6 +198,18 @@ describe('at preflight and at the steps, against a real deployment', () => {
     }
   });
 
+  it('preflight checks what the way back needs: bucket and object restore on the project, final backups, restoreBackup', async () => {
+    d.sandbox.state.deniedPermissions = ['storage.buckets.restore', 'storage.objects.restore', 'cloudsql.backupRuns.list', 'cloudsql.instances.restoreBackup'];
+    try {
+      const err = await refused((a, ctx) => a.preflight(ctx));
+      expect(err.message).toMatch(/lacks cloudsql\.backupRuns\.list \(phase 0 \(backup, export\)/);
+      expect(err.message).toMatch(/cloudsql\.instances\.restoreBackup \(phase 3 \(delete\) and rollback: grant roles\/cloudsql\.admin\)/);
+      expect(err.message).toMatch(/storage\.buckets\.restore, storage\.objects\.restore \(phase 3 rollback \(artifacts bucket\): grant roles\/storage\.admin\)/);
+    } finally {
+      delete d.sandbox.state.deniedPermissions;
+    }
+  });
+
   it('a Cloud Run service without the MLflow labels is refused by preflight and by 3.1', async () => {
     const service = d.sandbox.state.cloudRun.services[Object.keys(d.sandbox.state.cloudRun.services).find((k) => k.endsWith('/mlflow-server'))!];
     const labels = service.labels;

@@ -40,6 +40,8 @@ export class ApiError extends Error {
     readonly code: number,
     readonly status: string,
     message: string,
+    /** errors[].reason, e.g. "operationInProgress"; the status in lower case when absent. */
+    readonly reason?: string,
   ) {
     super(message);
   }
@@ -90,6 +92,8 @@ export interface SandboxCore {
   blobDir: string;
   /** How long long-running operations take before they report done. */
   operationDelayMs: number;
+  /** How long a deleted Cloud SQL instance stays listed as PENDING_DELETE after its delete operation. */
+  pendingDeleteMs: number;
   /** The base URL clients reach, e.g. for selfLinks and resumable upload sessions. */
   url: string;
   save(): void;
@@ -103,6 +107,8 @@ export interface SandboxOptions {
   stateFile?: string;
   port?: number;
   operationDelayMs?: number;
+  /** Default: operationDelayMs. */
+  pendingDeleteMs?: number;
   services: ServiceModule[];
 }
 
@@ -110,6 +116,7 @@ export class Sandbox implements SandboxCore {
   state: Record<string, any> = {};
   blobDir: string;
   operationDelayMs: number;
+  pendingDeleteMs: number;
   url = '';
   readonly calls: Call[] = [];
   /** Requests a fault answered (status or hang), for chaos summaries. */
@@ -125,6 +132,7 @@ export class Sandbox implements SandboxCore {
     this.blobDir = join(dirname(this.stateFile), 'blobs');
     mkdirSync(this.blobDir, { recursive: true });
     this.operationDelayMs = opts.operationDelayMs ?? 200;
+    this.pendingDeleteMs = opts.pendingDeleteMs ?? this.operationDelayMs;
     if (existsSync(this.stateFile)) {
       const saved = JSON.parse(readFileSync(this.stateFile, 'utf8'));
       this.state = saved.state ?? {};
@@ -191,7 +199,7 @@ export class Sandbox implements SandboxCore {
       res.writeHead(status, { ...(reply.json !== undefined ? { 'content-type': 'application/json' } : {}), ...reply.headers });
       res.end(payload);
     };
-    const errorReply = (code: number, status: string, message: string): Reply => ({ status: code, json: { error: { code, message, status, errors: [{ message, reason: status.toLowerCase() }] } } });
+    const errorReply = (code: number, status: string, message: string, reason = status.toLowerCase()): Reply => ({ status: code, json: { error: { code, message, status, errors: [{ message, domain: 'global', reason }] } } });
 
     const fault = this.faults.find(
       (f) => (f.times === undefined || f.times > 0) && new RegExp(f.match).test(`${method} ${path}`) && (f.probability === undefined || Math.random() < f.probability),
@@ -226,7 +234,7 @@ export class Sandbox implements SandboxCore {
         if (method !== 'GET') this.save();
         return send(reply);
       } catch (err) {
-        if (err instanceof ApiError) return send(errorReply(err.code, err.status, err.message));
+        if (err instanceof ApiError) return send(errorReply(err.code, err.status, err.message, err.reason));
         return send(errorReply(500, 'INTERNAL', (err as Error).stack ?? String(err)));
       }
     }

@@ -20,7 +20,7 @@ export interface ActivityDeps {
 
 export function createActivities(deps: ActivityDeps) {
   const data = createDataActivities({ databases: deps.databases, objects: deps.objects });
-  const cloud = createCloudActivities({ gcp: deps.gcp, objects: deps.objects });
+  const cloud = createCloudActivities({ gcp: deps.gcp, objects: deps.objects, databases: deps.databases });
   // Seeds 000 and 002: MLflow in Postgres without the cloud around it.
   const database = createDatabaseActivities({ databases: deps.databases, objects: deps.objects });
   const cloudPreflight = async (ctx: StepContext<Target>) => (isCloud(ctx.target) ? cloud.preflight({ ...ctx, target: ctx.target }) : []);

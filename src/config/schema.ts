@@ -65,6 +65,11 @@ export const cloudTargetSchema = z
       .object({
         instance: z.string().regex(/^[a-z][a-z0-9-]{0,96}$/, 'expected a Cloud SQL instance name').default('mlflow-db'),
         database: z.string().default('mlflow'),
+        /**
+         * What undoing 3.2 restores from: the final backup Cloud SQL takes at the delete (databases,
+         * users and data up to the delete), or a SQL export 3.2 takes after 3.1 stopped MLflow.
+         */
+        restoreFrom: z.enum(['final-backup', 'export']).default('final-backup'),
       })
       .strict()
       .prefault({}),

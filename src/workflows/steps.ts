@@ -50,7 +50,8 @@ export const PHASE_TITLES: Record<PhaseId, string> = {
 
 export const STEPS: StepSpec[] = [
   { id: '0.0', phase: 0, title: 'Preflight: config, hosts, permissions, MLflow schema', activity: 'preflight' },
-  { id: '0.1', phase: 0, title: 'Back up the MLflow database (Cloud SQL backup + SQL export)', activity: 'backupDatabase' },
+  // Long: it waits on a Cloud SQL export and then reads the whole dump back.
+  { id: '0.1', phase: 0, title: 'Back up the MLflow database (Cloud SQL backup + SQL export, checked row for row)', activity: 'backupDatabase', long: true },
   { id: '0.2', phase: 0, title: 'Assess the cache scope', activity: 'assessScope' },
   { id: '0.3', phase: 0, title: 'Backfill every training history into the app DB', activity: 'planBackfill', long: true },
   { id: '0.4', phase: 0, title: 'Histograms (option A skip, B include)', activity: 'cacheHistograms', skippable: true, long: true },
@@ -66,7 +67,8 @@ export const STEPS: StepSpec[] = [
   { id: '3.5', phase: 3, title: 'Delete the MLflow service account', activity: 'deleteServiceAccount', undo: 'restoreServiceAccount', destructive: true },
   { id: '3.6', phase: 3, title: 'Disable the MLflow secrets', activity: 'disableSecrets', undo: 'enableSecrets', destructive: true },
   { id: '5.1', phase: 5, title: 'Verify the cloud resources are gone', activity: 'verifyResourcesGone' },
-  { id: '5.2', phase: 5, title: 'Check the bill after the bake period', activity: 'checkBilling' },
+  // Skippable: a human who checked the bill in the console may go on when the export lags or disagrees.
+  { id: '5.2', phase: 5, title: 'Check the bill after the bake period', activity: 'checkBilling', skippable: true },
   { id: '5.3', phase: 5, title: 'Remove the tracking URI from the app service', activity: 'removeTrackingUri', undo: 'restoreTrackingUri', destructive: true },
   { id: '5.4', phase: 5, title: 'Delete the disabled secrets (irreversible)', activity: 'deleteSecrets', destructive: true, voids: '3.6' },
   { id: '5.5', phase: 5, title: 'Final verification: nothing labelled MLflow remains', activity: 'verifyNothingLeft' },
@@ -85,9 +87,11 @@ export const GATES: GateSpec[] = [
   {
     id: 'phase-2',
     phase: 2,
-    title: 'Ready to delete infrastructure (the verified SQL export is the way back)',
+    title: 'Ready to delete infrastructure (the way back is checked)',
     checks: ['checkExportVerified'],
-    review: 'Phase 3 deletes Cloud Run, Cloud SQL, the trigger, the bucket (if configured), the service account and disables secrets. Each is snapshotted and can be rolled back.',
+    review:
+      'Phase 3 deletes Cloud Run, Cloud SQL, the trigger, the bucket (if configured), the service account and disables secrets. Each is snapshotted and can be rolled back. ' +
+      'Cloud SQL comes back from the final backup 3.2 takes (data up to the delete), or from the export 3.2 takes after MLflow stopped when cloudSql.restoreFrom is "export"; the 0.1 export, checked row for row, is the second line.',
   },
   { id: 'phase-3', phase: 3, title: 'MLflow infrastructure removed', checks: ['checkResourcesGone'], review: 'Step results list every snapshot.' },
   {
@@ -103,7 +107,8 @@ export const GATES: GateSpec[] = [
     phase: 5,
     title: 'Close: delete the secrets for good and write the completion record',
     checks: [],
-    review: 'Billing is clean (step 5.2). After approval, step 5.4 deletes the secrets and cannot be undone.',
+    review:
+      'Billing is clean (step 5.2). After approval, step 5.4 deletes the secrets and cannot be undone: rollback ends there, because the MLflow service and the tracking URI it would bring back reference those secrets.',
   },
 ];
 

@@ -108,19 +108,26 @@ describe('the real worker', () => {
     }
   });
 
-  it('a full Phase 3 then rollback leaves the deployment as it started, resource by resource', async () => {
+  it('a full Phase 3 then rollback leaves the deployment as it started, resource by resource and row by row', async () => {
     const d = await deployment(10);
     try {
       const before = await inventory(d);
+      const rowsBefore = await mlflowRows(d);
+      expect(rowsBefore.metrics).toBeGreaterThan(1000);
       const h = await d.start({ approvals: { ...noApprovals, 'phase-4': true } });
       await waitForStatus(h, (s) => s.waitingFor?.gate === 'phase-4', 120_000);
       const gone = await inventory(d);
       expect(Object.entries(gone).filter(([, v]) => v !== 'absent').map(([k]) => k)).toEqual(['django-app', 'secret mlflow-db-password', 'secret mlflow-tracking-token']);
+      // Deleting the instance dropped the MLflow database's tables.
+      expect(await mlflowRows(d)).toEqual({});
       await commands.rollback(h, { by: 'alice', reason: 'e2e' });
       const result = await h.result();
       expect(result.outcome).toBe('rolled-back');
       expect(result.status.compensations.every((c) => c.state === 'done'), JSON.stringify(result.status.compensations)).toBe(true);
+      expect(result.status.compensations.find((c) => c.step === '3.2')?.summary).toMatch(/from final backup/);
       expect(await inventory(d)).toEqual(before);
+      // The undo of 3.2 brought back the data itself, every row of every MLflow table.
+      expect(await mlflowRows(d)).toEqual(rowsBefore);
 
       // Fixed and started again: a folder of its own, so 0.1 takes a fresh backup and export.
       const again = await d.start({ approvals: { ...noApprovals, 'phase-4': true } });
@@ -164,6 +171,20 @@ describe('the real worker', () => {
   });
 });
 
+/** Rows per table of the MLflow database, counted straight from Postgres. */
+async function mlflowRows(d: Awaited<ReturnType<typeof deployment>>): Promise<Record<string, number>> {
+  const c = new pg.Client({ connectionString: d.mlflowUrl });
+  await c.connect();
+  try {
+    const { rows } = await c.query<{ t: string }>(`SELECT tablename AS t FROM pg_tables WHERE schemaname = 'public' ORDER BY 1`);
+    const out: Record<string, number> = {};
+    for (const { t } of rows) out[t] = Number((await c.query(`SELECT count(*) AS n FROM "${t}"`)).rows[0].n);
+    return out;
+  } finally {
+    await c.end();
+  }
+}
+
 /** What an operator would compare, read through the worker's own clients; ids and timestamps GCP assigns anew are left out. */
 async function inventory(d: Awaited<ReturnType<typeof deployment>>): Promise<Record<string, unknown>> {
   const { project, region } = d.target.gcp;
@@ -179,8 +200,20 @@ async function inventory(d: Awaited<ReturnType<typeof deployment>>): Promise<Rec
     'mlflow-db': await absentOn404(async () => {
       const [i] = await d.gcp.sqlInstances.get({ project, instance: 'mlflow-db' });
       const [db] = await d.gcp.sqlDatabases.get({ project, instance: 'mlflow-db', database: 'mlflow' });
-      return { region: i.region, databaseVersion: i.databaseVersion, tier: i.settings?.tier, labels: i.settings?.userLabels, database: db.name };
+      const [users] = await d.gcp.sqlUsers.list({ project, instance: 'mlflow-db' });
+      const s = i.settings;
+      return {
+        region: i.region,
+        databaseVersion: i.databaseVersion,
+        tier: s?.tier,
+        labels: s?.userLabels,
+        database: db.name,
+        users: (users.items ?? []).map((u) => u.name).sort(),
+        network: { ipConfiguration: s?.ipConfiguration, zone: s?.locationPreference?.zone, maintenanceWindow: s?.maintenanceWindow },
+        deletionProtection: s?.deletionProtectionEnabled,
+      };
     }),
+    'mlflow-server invokers': await absentOn404(async () => (await d.gcp.run.getIamPolicy({ resource: `projects/${project}/locations/${region}/services/mlflow-server` }))[0].bindings?.map((b) => [b.role, b.members])),
     'build trigger': await d.gcp.build.listBuildTriggers({ projectId: project }).then(([ts]) => ts.filter((t) => t.name === 'mlflow-server').map((t) => ({ name: t.name, filename: t.filename, github: t.github })).at(0) ?? 'absent'),
     'artifacts bucket': await absentOn404(async () => {
       const bucket = d.gcp.storage.bucket('demo-mlflow-artifacts');

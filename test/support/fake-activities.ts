@@ -75,7 +75,7 @@ export function demoTarget(overrides: Partial<CloudTarget> = {}): CloudTarget {
     gcp: { project: 'demo-project', region: 'europe-central2' },
     labels: { app: 'mlflow' },
     cloudRun: { mlflowService: 'mlflow-server', appService: 'django-app', trackingUriEnvVar: 'MLFLOW_TRACKING_URI' },
-    cloudSql: { instance: 'mlflow-db', database: 'mlflow' },
+    cloudSql: { instance: 'mlflow-db', database: 'mlflow', restoreFrom: 'final-backup' },
     buckets: { backup: 'demo-backups', artifacts: 'demo-mlflow-artifacts', deleteArtifacts: true, prefix: 'mlflow-decommission' },
     buildTrigger: 'mlflow-server',
     serviceAccount: 'mlflow-server@demo-project.iam.gserviceaccount.com',

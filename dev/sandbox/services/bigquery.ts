@@ -51,6 +51,7 @@ function evaluateBilling(core: SandboxCore, query: string, p: Record<string, str
   const services = new Set(p.services as string[]);
   const labels = (p.labels as string[]) ?? [];
   const resources = (p.resources as string[]) ?? [];
+  const kept = (p.kept as string[]) ?? [];
   const tableProject = table.split('.')[0];
   const groups = new Map<string, { service: string; sku: string; resource: string; cost: number; first: string; last: string }>();
   for (const r of rows) {
@@ -61,6 +62,7 @@ function evaluateBilling(core: SandboxCore, query: string, p: Record<string, str
     const labelled = labels.length > 0 && labels.every((l) => pairs.includes(l));
     const named = !!r.resource && resources.some((n) => r.resource === n || r.resource!.endsWith(`/${n}`));
     if (!labelled && !named) continue;
+    if (r.resource && kept.some((n) => r.resource === n || r.resource!.endsWith(`/${n}`))) continue;
     const key = `${r.service}\0${r.sku ?? ''}\0${r.resource ?? ''}`;
     const g = groups.get(key) ?? { service: r.service, sku: r.sku ?? '', resource: r.resource ?? '', cost: 0, first: r.usage_start_time, last: r.usage_start_time };
     g.cost += r.cost;

@@ -3,12 +3,14 @@
 // done after core.operationDelayMs, polled through GET /v2/projects/*/locations/*/operations/*.
 import { randomUUID } from 'node:crypto';
 import { withEnumNames } from './enum-names';
-import { conflict, isDue, notFound, type Route, type SandboxCore, type ServiceModule } from '../server';
+import { badRequest, conflict, isDue, notFound, type Route, type SandboxCore, type ServiceModule } from '../server';
 
 /** A Service from a request body, enums as names (the client sends numbers). */
 const serviceBody = (req: { json(): unknown }): Record<string, any> => withEnumNames('@google-cloud/run', 'google.cloud.run.v2.Service', req.json());
 
 const SERVICE_TYPE = 'type.googleapis.com/google.cloud.run.v2.Service';
+/** The Ready condition while a change is being rolled out (condition.proto CONDITION_RECONCILING). */
+const RECONCILING = () => ({ type: 'Ready', state: 'CONDITION_RECONCILING', lastTransitionTime: new Date().toISOString() });
 
 /** Fields the API sets; whatever a client sends for them is ignored. */
 const OUTPUT_ONLY = [
@@ -40,16 +42,51 @@ interface RunOperation {
   startedAt: string;
   /** The service as the operation will leave it (for delete: as it was). */
   result: Record<string, any>;
+  /** Why the new revision cannot become ready: the operation ends with this error. */
+  failure?: string;
 }
 
 interface RunState {
   services: Record<string, Record<string, any>>;
   operations: Record<string, RunOperation>;
+  /** IAM policy per service name (google.iam.v1.Policy); a service is created with an empty one. */
+  policies: Record<string, { version: number; etag: string; bindings: Array<{ role: string; members: string[] }> }>;
+  /** Revision names each service has had, for REVISION traffic targets. */
+  revisions: Record<string, string[]>;
 }
 
 function runState(core: SandboxCore): RunState {
-  core.state.cloudRun ??= { services: {}, operations: {} };
-  return core.state.cloudRun as RunState;
+  core.state.cloudRun ??= {};
+  const st = core.state.cloudRun as RunState;
+  st.services ??= {};
+  st.operations ??= {};
+  st.policies ??= {};
+  st.revisions ??= {};
+  return st;
+}
+
+/**
+ * Secrets a revision references through env valueSource.secretKeyRef that do not exist: such a
+ * revision cannot start (https://cloud.google.com/run/docs/configuring/services/secrets).
+ */
+function unusableSecrets(core: SandboxCore, project: string, template: Record<string, any> | undefined): string[] {
+  const secrets = (core.state.secretManager?.secrets ?? {}) as Record<string, { versions: Array<{ name: string; state: string }> }>;
+  const problems: string[] = [];
+  for (const c of (template?.containers ?? []) as Array<Record<string, any>>) {
+    for (const e of (c.env ?? []) as Array<Record<string, any>>) {
+      const ref = e.valueSource?.secretKeyRef;
+      if (!ref?.secret) continue;
+      const name = String(ref.secret).startsWith('projects/') ? String(ref.secret) : `projects/${project}/secrets/${ref.secret}`;
+      const secret = secrets[name];
+      if (!secret) {
+        problems.push(`${e.name}: secret ${name} was not found`);
+        continue;
+      }
+      const version = !ref.version || ref.version === 'latest' ? secret.versions.filter((v) => v.state !== 'DESTROYED').at(-1) : secret.versions.find((v) => v.name === `${name}/versions/${ref.version}`);
+      if (!version) problems.push(`${e.name}: secret version ${name}/versions/${ref.version ?? 'latest'} was not found`);
+    }
+  }
+  return problems;
 }
 
 export interface SeedCloudRunService {
@@ -60,6 +97,9 @@ export interface SeedCloudRunService {
   image?: string;
   serviceAccount?: string;
   env?: Array<{ name: string; value?: string; valueSource?: { secretKeyRef: { secret: string; version: string } } }>;
+  /** Members of roles/run.invoker, e.g. ["allUsers"] for a public service. */
+  invokers?: string[];
+  traffic?: Array<Record<string, any>>;
 }
 
 /** A ready service, as if deployed long ago. */
@@ -82,10 +122,13 @@ export function seedCloudRunService(core: SandboxCore, s: SeedCloudRunService): 
         },
       ],
     },
-    traffic: [{ type: 'TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST', percent: 100 }],
+    traffic: s.traffic ?? [{ type: 'TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST', percent: 100 }],
   };
   const service = materialise(name, spec, undefined);
-  runState(core).services[name] = service;
+  const st = runState(core);
+  st.services[name] = service;
+  st.revisions[name] = [service.latestCreatedRevision];
+  st.policies[name] = { version: 1, etag: 'BwY=', bindings: s.invokers?.length ? [{ role: 'roles/run.invoker', members: s.invokers }] : [] };
   core.save();
   return service;
 }
@@ -119,7 +162,7 @@ function materialise(name: string, spec: Record<string, any>, previous: Record<s
     ],
     latestReadyRevision: `${name.replace(/\/services\/.*/, '')}/services/${serviceId}/revisions/${revision}`,
     latestCreatedRevision: `${name.replace(/\/services\/.*/, '')}/services/${serviceId}/revisions/${revision}`,
-    trafficStatuses: [{ type: 'TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST', percent: 100 }],
+    trafficStatuses: ((clean.traffic as Array<Record<string, any>> | undefined) ?? [{ type: 'TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST', percent: 100 }]).map((t) => ({ ...t })),
     uri: `https://${serviceId}-sandbox-${region}.a.run.app`,
     urls: [`https://${serviceId}-sandbox-${region}.a.run.app`],
     reconciling: false,
@@ -132,9 +175,9 @@ export const cloudRunService: ServiceModule = (core) => {
   const SERVICES = /^\/v2\/(projects\/[^/]+\/locations\/[^/]+)\/services$/;
   const SERVICE = /^\/v2\/(projects\/[^/]+\/locations\/[^/]+\/services\/[^/:]+)$/;
 
-  const startOperation = (parent: string, kind: RunOperation['kind'], service: string, result: Record<string, any>) => {
+  const startOperation = (parent: string, kind: RunOperation['kind'], service: string, result: Record<string, any>, failure?: string) => {
     const name = `${parent}/operations/${randomUUID()}`;
-    st().operations[name] = { name, kind, service, startedAt: new Date().toISOString(), result };
+    st().operations[name] = { name, kind, service, startedAt: new Date().toISOString(), result, ...(failure ? { failure } : {}) };
     return operationJson(st().operations[name], false);
   };
 
@@ -142,15 +185,27 @@ export const cloudRunService: ServiceModule = (core) => {
     name: op.name,
     metadata: { '@type': SERVICE_TYPE, ...op.result, reconciling: !done },
     done,
-    ...(done ? { response: { '@type': SERVICE_TYPE, ...op.result } } : {}),
+    ...(done ? (op.failure ? { error: { code: 9, message: op.failure } } : { response: { '@type': SERVICE_TYPE, ...op.result } }) : {}),
   });
 
   /** Applies an operation's effect once it is due; a service being changed reports reconciling. */
   const settle = (op: RunOperation): boolean => {
     if (!isDue(op.startedAt, core.operationDelayMs)) return false;
     const services = st().services;
-    if (op.kind === 'delete') delete services[op.service];
-    else if (services[op.service]) services[op.service] = { ...op.result, reconciling: false };
+    if (op.kind === 'delete') {
+      delete services[op.service];
+      delete st().policies[op.service];
+      delete st().revisions[op.service];
+    } else if (services[op.service]) {
+      (st().revisions[op.service] ??= []).push(op.result.latestCreatedRevision);
+      if (op.failure) {
+        // The revision never became ready: the service keeps serving its last ready revision (if any)
+        // and its terminal condition says why (google/cloud/run/v2/condition.proto CONDITION_FAILED).
+        const previous = services[op.service];
+        const failed = { type: 'Ready', state: 'CONDITION_FAILED', message: op.failure, lastTransitionTime: new Date().toISOString() };
+        services[op.service] = { ...op.result, latestReadyRevision: previous.latestReadyRevision, terminalCondition: failed, reconciling: false };
+      } else services[op.service] = { ...op.result, reconciling: false };
+    }
     delete st().operations[op.name];
     st().operations[`done:${op.name}`] = op;
     core.save();
@@ -162,7 +217,46 @@ export const cloudRunService: ServiceModule = (core) => {
     for (const op of Object.values(st().operations)) if (!op.name.startsWith('done:') && st().operations[op.name] === op) settle(op);
   };
 
+  /** TrafficTarget.revision names an existing revision of this service (google/cloud/run/v2/traffic_target.proto). */
+  const checkTraffic = (service: string, traffic: Array<Record<string, any>> | undefined) => {
+    for (const t of traffic ?? []) {
+      if (t.type !== 'TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION') continue;
+      const revision = String(t.revision ?? '');
+      const known = st().revisions[service] ?? [];
+      if (!known.some((r) => r === revision || r.endsWith(`/revisions/${revision}`))) {
+        throw badRequest(`Revision named '${revision.split('/').pop()}' with traffic percent ${t.percent ?? 0} does not exist.`);
+      }
+    }
+  };
+
+  /** A revision whose env references a secret that does not exist fails to become ready. */
+  const revisionFailure = (service: string, spec: Record<string, any>): string | undefined => {
+    const problems = unusableSecrets(core, service.split('/')[1]!, spec.template);
+    return problems.length ? `Revision '${service.split('/').pop()}' is not ready and cannot serve traffic. ${problems.join('; ')}.` : undefined;
+  };
+
   const routes: Route[] = [
+    {
+      // getIamPolicy / setIamPolicy (google/cloud/run/v2/service.proto): setIamPolicy "overwrites any existing policy".
+      method: 'GET',
+      path: /^\/v2\/(projects\/[^/]+\/locations\/[^/]+\/services\/[^/:]+):getIamPolicy$/,
+      handle: (req) => {
+        settleDue();
+        if (!st().services[req.params[0]]) throw notFound(`Resource '${req.params[0].split('/').pop()}' of kind 'SERVICE'`);
+        return { json: st().policies[req.params[0]] ?? { version: 1, etag: 'BwY=', bindings: [] } };
+      },
+    },
+    {
+      method: 'POST',
+      path: /^\/v2\/(projects\/[^/]+\/locations\/[^/]+\/services\/[^/:]+):setIamPolicy$/,
+      handle: (req) => {
+        settleDue();
+        if (!st().services[req.params[0]]) throw notFound(`Resource '${req.params[0].split('/').pop()}' of kind 'SERVICE'`);
+        const policy = req.json<{ policy?: { bindings?: Array<{ role: string; members: string[] }> } }>().policy ?? {};
+        st().policies[req.params[0]] = { version: 1, etag: Buffer.from(randomUUID().slice(0, 6)).toString('base64'), bindings: policy.bindings ?? [] };
+        return { json: st().policies[req.params[0]] };
+      },
+    },
     {
       method: 'GET',
       path: SERVICE,
@@ -192,9 +286,12 @@ export const cloudRunService: ServiceModule = (core) => {
         if (!id) throw notFound('serviceId');
         const name = `${req.params[0]}/services/${id}`;
         if (st().services[name]) throw conflict(`Resource '${id}'`);
-        const service = { ...materialise(name, serviceBody(req), undefined), reconciling: true };
-        st().services[name] = service;
-        return { json: startOperation(req.params[0], 'create', name, service) };
+        const body = serviceBody(req);
+        checkTraffic(name, body.traffic);
+        const ready = materialise(name, body, undefined);
+        st().services[name] = { ...ready, reconciling: true, latestReadyRevision: '', terminalCondition: RECONCILING() };
+        st().policies[name] = { version: 1, etag: 'BwY=', bindings: [] };
+        return { json: startOperation(req.params[0], 'create', name, ready, revisionFailure(name, body)) };
       },
     },
     {
@@ -209,9 +306,10 @@ export const cloudRunService: ServiceModule = (core) => {
         const mask = req.query.get('updateMask') ?? req.query.get('update_mask');
         // Without a mask the body replaces the spec; with one, only the named top-level fields change.
         const spec = mask ? { ...previous, ...Object.fromEntries(mask.split(',').map((f) => [f.split('.')[0], body[f.split('.')[0]]])) } : body;
+        checkTraffic(name, spec.traffic);
         const updated = materialise(name, spec, previous);
-        st().services[name] = { ...previous, reconciling: true };
-        return { json: startOperation(name.replace(/\/services\/.*/, ''), 'update', name, updated) };
+        st().services[name] = { ...previous, reconciling: true, terminalCondition: RECONCILING() };
+        return { json: startOperation(name.replace(/\/services\/.*/, ''), 'update', name, updated, revisionFailure(name, spec)) };
       },
     },
     {

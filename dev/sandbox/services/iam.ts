@@ -93,10 +93,16 @@ export const iamService: ServiceModule = (core) => {
       method: 'POST',
       path: /^\/v1\/projects\/([^/]+)\/serviceAccounts\/([^/:]+):undelete$/,
       handle: (req) => {
-        const id = req.params[1];
+        const [project, id] = req.params;
         const i = st().deleted.findIndex((d) => d.account.uniqueId === id);
         const d = st().deleted[i];
-        if (!d || Date.now() - Date.parse(d.deletedAt) > UNDELETE_WINDOW_MS) throw notFound(`Deleted service account with unique ID ${id} (accounts can be undeleted for 30 days)`);
+        if (!d || Date.now() - Date.parse(d.deletedAt) > UNDELETE_WINDOW_MS) {
+          // "avoid using the - wildcard … if you try to access the service account projects/-/serviceAccounts/…,
+          // which does not exist, the response contains an HTTP 403 Forbidden error instead of a 404"
+          // (https://cloud.google.com/iam/docs/reference/rest/v1/projects.serviceAccounts/undelete).
+          if (project === '-') throw new ApiError(403, 'PERMISSION_DENIED', `Permission 'iam.serviceAccounts.undelete' denied on resource (or it may not exist).`);
+          throw notFound(`Deleted service account with unique ID ${id} (accounts can be undeleted for 30 days)`);
+        }
         if (st().accounts[d.account.email]) throw new ApiError(400, 'FAILED_PRECONDITION', `Cannot undelete ${id}: an account with the email ${d.account.email} exists.`);
         st().deleted.splice(i, 1);
         st().accounts[d.account.email] = d.account;

@@ -18,6 +18,7 @@ interface VersionRecord {
 interface SecretRecord {
   secret: Record<string, any>;
   versions: VersionRecord[];
+  policy?: { version: number; etag: string; bindings: Array<{ role: string; members: string[] }> };
 }
 
 function secretsState(core: SandboxCore): Record<string, SecretRecord> {
@@ -178,6 +179,21 @@ export const secretManagerService: ServiceModule = (core) => {
     versionOp('disable'),
     versionOp('enable'),
     versionOp('destroy'),
+    {
+      // secrets.getIamPolicy / setIamPolicy (google/cloud/secretmanager/v1/service.proto): who may access a secret.
+      method: 'GET',
+      path: new RegExp(`^${P}/([^/:]+):getIamPolicy$`),
+      handle: (req) => ({ json: getSecret(core, secretName(req.params[0], req.params[1])).policy ?? { version: 1, etag: 'BwY=', bindings: [] } }),
+    },
+    {
+      method: 'POST',
+      path: new RegExp(`^${P}/([^/:]+):setIamPolicy$`),
+      handle: (req) => {
+        const rec = getSecret(core, secretName(req.params[0], req.params[1]));
+        rec.policy = { version: 1, etag: etag(), bindings: req.json<{ policy?: { bindings?: Array<{ role: string; members: string[] }> } }>().policy?.bindings ?? [] };
+        return { json: rec.policy };
+      },
+    },
   ];
 };
 

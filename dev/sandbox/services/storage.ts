@@ -17,6 +17,8 @@ interface ObjectRecord {
 interface BucketRecord {
   meta: Record<string, any>;
   objects: ObjectRecord[];
+  /** The bucket's IAM policy (uniform bucket-level access): who may do what to its objects. */
+  policy?: { version: number; etag: string; bindings: Array<{ role: string; members: string[] }> };
 }
 
 interface UploadSession {
@@ -199,6 +201,53 @@ function page<T>(items: T[], query: URLSearchParams): { items: T[]; nextPageToke
   return start + max < items.length ? { items: slice, nextPageToken: String(start + max) } : { items: slice };
 }
 
+function policyOf(b: BucketRecord): NonNullable<BucketRecord['policy']> {
+  b.policy ??= { version: 1, etag: 'CAE=', bindings: [] };
+  return b.policy;
+}
+
+/** Object permissions of the predefined roles (https://cloud.google.com/storage/docs/access-control/iam-roles). */
+const ROLE_PERMISSIONS: Record<string, string[]> = {
+  'roles/storage.admin': ['storage.objects.get', 'storage.objects.list', 'storage.objects.create', 'storage.objects.delete'],
+  'roles/storage.objectAdmin': ['storage.objects.get', 'storage.objects.list', 'storage.objects.create', 'storage.objects.delete'],
+  'roles/storage.objectUser': ['storage.objects.get', 'storage.objects.list', 'storage.objects.create', 'storage.objects.delete'],
+  'roles/storage.objectViewer': ['storage.objects.get', 'storage.objects.list'],
+  'roles/storage.objectCreator': ['storage.objects.create'],
+  'roles/storage.legacyBucketReader': ['storage.objects.list'],
+  'roles/storage.legacyObjectReader': ['storage.objects.get'],
+  'roles/storage.legacyBucketWriter': ['storage.objects.list', 'storage.objects.create', 'storage.objects.delete'],
+};
+
+/** Whether `member` (e.g. "serviceAccount:x@y") holds `permission` on the bucket through its IAM policy. */
+export function bucketAllows(core: SandboxCore, bucket: string, member: string, permission: string): boolean {
+  const b = storageState(core).buckets[bucket];
+  if (!b) return false;
+  return policyOf(b).bindings.some((x) => x.members.includes(member) && (ROLE_PERMISSIONS[x.role] ?? []).includes(permission));
+}
+
+/** Grants `role` on a bucket to `member`, as an operator would before the migration (tests, the demo). */
+export function grantBucket(core: SandboxCore, bucket: string, member: string, role: string): void {
+  const p = policyOf(bucketOf(storageState(core), bucket));
+  const binding = p.bindings.find((x) => x.role === role);
+  if (binding) {
+    if (!binding.members.includes(member)) binding.members.push(member);
+  } else p.bindings.push({ role, members: [member] });
+  core.save();
+}
+
+/** Writes one object version, for services that write into buckets (a Cloud SQL export). */
+export function putObjectFor(core: SandboxCore, bucket: string, name: string, data: Buffer, contentType = 'application/octet-stream'): Record<string, any> {
+  const meta = putObject(core, storageState(core), bucket, name, data, { contentType }, new URLSearchParams());
+  core.save();
+  return meta;
+}
+
+/** The live version's bytes of gs://bucket/name, or undefined. */
+export function liveObjectBody(core: SandboxCore, bucket: string, name: string): Buffer | undefined {
+  const o = storageState(core).buckets[bucket]?.objects.find((x) => x.meta.name === name && isLive(x));
+  return o ? readBlob(core, o.blob) : undefined;
+}
+
 function publicBucket(b: BucketRecord): Record<string, any> {
   const { project: _project, ...meta } = b.meta;
   return meta;
@@ -322,7 +371,12 @@ export const storageService: ServiceModule = (core) => {
           b.meta.labels = labels;
         }
         if (body.versioning) b.meta.versioning = body.versioning;
-        if (body.softDeletePolicy) b.meta.softDeletePolicy = { ...b.meta.softDeletePolicy, ...body.softDeletePolicy };
+        if (body.softDeletePolicy) {
+          // "0, or between 7 and 90 days" (https://cloud.google.com/storage/docs/soft-delete#retention-duration).
+          const seconds = Number(body.softDeletePolicy.retentionDurationSeconds ?? b.meta.softDeletePolicy?.retentionDurationSeconds ?? 0);
+          if (seconds !== 0 && (seconds < 7 * 86_400 || seconds > 90 * 86_400)) throw badRequest(`softDeletePolicy.retentionDurationSeconds must be 0 or between 604800 and 7776000, not ${seconds}`);
+          b.meta.softDeletePolicy = { retentionDurationSeconds: String(seconds), effectiveTime: new Date().toISOString() };
+        }
         b.meta.metageneration = String(Number(b.meta.metageneration) + 1);
         b.meta.updated = new Date().toISOString();
         return { json: publicBucket(b) };
@@ -377,6 +431,9 @@ export const storageService: ServiceModule = (core) => {
         const delimiter = req.query.get('delimiter');
         const versions = req.query.get('versions') === 'true';
         const softDeleted = req.query.get('softDeleted') === 'true';
+        // objects.list: "softDeleted and versions cannot be set to true simultaneously" (@google-cloud/storage
+        // bucket.js getFiles; https://cloud.google.com/storage/docs/json_api/v1/objects/list).
+        if (softDeleted && versions) throw badRequest('softDeleted and versions cannot both be true');
         const matching = b.objects
           .filter((o) => (softDeleted ? isSoftDeleted(o) : versions ? !isSoftDeleted(o) : isLive(o)))
           .filter((o) => o.meta.name.startsWith(prefix))
@@ -398,6 +455,9 @@ export const storageService: ServiceModule = (core) => {
       },
     },
     {
+      // objects.restore (https://cloud.google.com/storage/docs/json_api/v1/objects/restore): "a new copy
+      // of that object is created … A new generation is assigned"; the soft-deleted version stays
+      // soft-deleted; a live object of the same name becomes noncurrent (versioning) or soft-deleted.
       method: 'POST',
       path: /^\/storage\/v1\/b\/([^/]+)\/o\/(.+)\/restore$/,
       handle: (req) => {
@@ -406,14 +466,48 @@ export const storageService: ServiceModule = (core) => {
         const gen = req.query.get('generation');
         if (!gen) throw badRequest('generation is required to restore an object');
         const o = findObject(b, req.params[1], gen, true);
-        const now = new Date().toISOString();
         const live = b.objects.find((x) => x.meta.name === o.meta.name && isLive(x));
+        const ifGen = req.query.get('ifGenerationMatch');
+        if (ifGen !== null && (ifGen === '0' ? !!live : live?.meta.generation !== ifGen)) {
+          throw new ApiError(412, 'FAILED_PRECONDITION', `At least one of the pre-conditions you specified did not hold (ifGenerationMatch=${ifGen} on ${o.meta.name}).`);
+        }
+        const now = new Date().toISOString();
         if (live) retire(b, live, now);
-        delete o.meta.softDeleteTime;
-        delete o.meta.hardDeleteTime;
-        delete o.meta.timeDeleted;
-        o.meta.updated = now;
-        return { json: o.meta };
+        const generation = nextGeneration(s);
+        const blob = `${b.meta.name}--${generation}`;
+        writeBlob(core, blob, readBlob(core, o.blob) ?? Buffer.alloc(0));
+        const { softDeleteTime: _s, hardDeleteTime: _h, timeDeleted: _t, ...meta } = o.meta;
+        const copy = {
+          ...meta,
+          id: `${b.meta.name}/${meta.name}/${generation}`,
+          generation,
+          metageneration: '1',
+          etag: Buffer.from(generation).toString('base64'),
+          timeCreated: now,
+          updated: now,
+          mediaLink: `${core.url}/download/storage/v1/b/${b.meta.name}/o/${encodeURIComponent(meta.name)}?generation=${generation}&alt=media`,
+        };
+        b.objects.push({ meta: copy, blob });
+        return { json: copy };
+      },
+    },
+    {
+      // Bucket IAM (uniform bucket-level access): https://cloud.google.com/storage/docs/json_api/v1/buckets/getIamPolicy
+      method: 'GET',
+      path: /^\/storage\/v1\/b\/([^/]+)\/iam$/,
+      handle: (req) => ({ json: { kind: 'storage#policy', resourceId: `projects/_/buckets/${req.params[0]}`, ...policyOf(bucketOf(st(), req.params[0])) } }),
+    },
+    {
+      // buckets.setIamPolicy: the whole policy is replaced; a stale etag is refused (412).
+      method: 'PUT',
+      path: /^\/storage\/v1\/b\/([^/]+)\/iam$/,
+      handle: (req) => {
+        const b = bucketOf(st(), req.params[0]);
+        const body = req.json<{ etag?: string; bindings?: Array<{ role: string; members: string[] }> }>();
+        const current = policyOf(b);
+        if (body.etag && body.etag !== current.etag) throw new ApiError(412, 'FAILED_PRECONDITION', 'The policy was changed since it was read (etag mismatch).');
+        b.policy = { version: 1, etag: Buffer.from(String(Date.now()) + Math.random()).toString('base64').slice(0, 12), bindings: (body.bindings ?? []).filter((x) => x.members?.length) };
+        return { json: { kind: 'storage#policy', resourceId: `projects/_/buckets/${b.meta.name}`, ...b.policy } };
       },
     },
     {

@@ -57,12 +57,14 @@ export function createIamActivities(deps: CloudDeps) {
   const restoreServiceAccount = defineStep({
     async plan(ctx) {
       if (await getAccount(ctx)) return [];
-      return [{ call: 'iam.serviceAccounts.undelete', resource: `projects/-/serviceAccounts/(uniqueId from ${snapshotOf(ctx)})`, description: `undelete ${ctx.target.serviceAccount}` }];
+      return [{ call: 'iam.serviceAccounts.undelete', resource: `projects/${ctx.target.gcp.project}/serviceAccounts/(uniqueId from ${snapshotOf(ctx)})`, description: `undelete ${ctx.target.serviceAccount}` }];
     },
     async run(ctx) {
       if (await getAccount(ctx)) return { summary: `${ctx.target.serviceAccount} exists; nothing to restore`, actions: [] };
       const saved = await readSnapshot<ServiceAccount>(deps.objects, snapshotOf(ctx), `service account ${ctx.target.serviceAccount}`);
-      const name = `projects/-/serviceAccounts/${saved.uniqueId}`;
+      // The project, not "-": with the wildcard a missing account answers 403 instead of 404
+      // (https://cloud.google.com/iam/docs/reference/rest/v1/projects.serviceAccounts/undelete).
+      const name = `projects/${ctx.target.gcp.project}/serviceAccounts/${saved.uniqueId}`;
       try {
         await gcpCall(`undeleting ${ctx.target.serviceAccount}`, ROLE, () => accounts.undelete({ name, requestBody: {} }));
       } catch (err) {

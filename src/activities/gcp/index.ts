@@ -4,16 +4,16 @@ import { ErrorType, fail } from '../../errors';
 import type { CheckResult, StepContext } from '../../types';
 import { createBillingActivities } from './billing';
 import { createCloudBuildActivities } from './cloud-build';
-import type { CloudDeps, CloudKind } from './common';
+import type { CloudKind } from './common';
 import { createCloudRunActivities } from './cloud-run';
-import { createCloudSqlActivities } from './cloud-sql';
+import { createCloudSqlActivities, type CloudSqlDeps } from './cloud-sql';
 import { createIamActivities } from './iam';
 import { checkProjectPermissions } from './permissions';
 import { createSecretsActivities } from './secrets';
 import { defineCheck, defineStep } from '../step';
 import { createStorageActivities } from './storage';
 
-export function createCloudActivities(deps: CloudDeps) {
+export function createCloudActivities(deps: CloudSqlDeps) {
   const kinds = {
     'Cloud Run': createCloudRunActivities(deps),
     'Cloud SQL': createCloudSqlActivities(deps),

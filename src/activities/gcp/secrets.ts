@@ -4,6 +4,7 @@
 import { ErrorType, fail } from '../../errors';
 import type { CheckResult, PlannedAction, StepContext } from '../../types';
 import { assertLabels, hasLabels, heartbeat, saveSnapshot, snapshotUri, type CloudDeps, type CloudKind } from './common';
+import { createEnvValueStore, envRecordSecret } from './env-values';
 import { describe, gcpCall, gcpGet, isNotFound, plain, rethrowTransient } from '../../adapters/gcp/calls';
 import { defineStep } from '../step';
 
@@ -29,6 +30,7 @@ const stateOf = (v: Version): string => {
 
 export function createSecretsActivities(deps: CloudDeps): CloudKind<ReturnType<typeof activities>> {
   const { secrets } = deps.gcp;
+  const envValues = createEnvValueStore(deps);
   const secretName = (ctx: StepContext, id: string) => `projects/${ctx.target.gcp.project}/secrets/${id}`;
   const snapshotOf = (ctx: StepContext, id: string) => snapshotUri(ctx, 'secret', id);
 
@@ -180,7 +182,11 @@ export function createSecretsActivities(deps: CloudDeps): CloudKind<ReturnType<t
     const deleteSecrets = defineStep({
       requiresGate: 'closure',
       async plan(ctx) {
-        return (await presentSecrets(ctx)).present.map((s) => ({ call: 'secretmanager.secrets.delete', resource: s.name, description: `delete ${idOf(s.name)} and all its versions (irreversible)`, destructive: true }));
+        const record = await getSecret(envRecordSecret(ctx));
+        return [
+          ...(await presentSecrets(ctx)).present.map((s) => ({ call: 'secretmanager.secrets.delete', resource: s.name, description: `delete ${idOf(s.name)} and all its versions (irreversible)`, destructive: true })),
+          ...(record ? [{ call: 'secretmanager.secrets.delete', resource: record.name, description: 'delete the env values kept for rollback (no rollback is offered after 5.4)', destructive: true }] : []),
+        ];
       },
       async run(ctx) {
         const { present, gone } = await presentSecrets(ctx);
@@ -204,6 +210,8 @@ export function createSecretsActivities(deps: CloudDeps): CloudKind<ReturnType<t
           }
           actions.push({ call: 'secretmanager.secrets.delete', resource: s.name, description: 'deleted', destructive: true });
         }
+        // The Cloud Run env values kept for rollback: with the MLflow secrets gone, nothing they restore could start.
+        if (await envValues.remove(ctx)) actions.push({ call: 'secretmanager.secrets.delete', resource: envRecordSecret(ctx), description: 'deleted the env values kept for rollback', destructive: true });
         return {
           summary: `deleted ${present.length} secret(s)${gone.length ? `; already gone: ${gone.map((n) => idOf(n)).join(', ')}` : ''}`,
           actions,

@@ -65,6 +65,9 @@ const MAPS = new Set(['labels', 'annotations', 'userLabels']);
 
 function prune(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(prune);
+  // A wrapper type (google.protobuf.BoolValue, Int64Value, …) is set even when its value is the
+  // default: ipConfiguration.ipv4Enabled {value: false} is "no public IP", not "unset" (true).
+  if (isWrapper(v)) return { value: v.value };
   if (v && typeof v === 'object') {
     const out: Record<string, unknown> = {};
     for (const [k, x] of Object.entries(v)) {
@@ -82,4 +85,10 @@ function prune(v: unknown): unknown {
     return out;
   }
   return v;
+}
+
+function isWrapper(v: unknown): v is { value: string | number | boolean } {
+  if (!v || typeof v !== 'object' || Array.isArray(v)) return false;
+  const keys = Object.keys(v);
+  return keys.length === 1 && keys[0] === 'value' && ['string', 'number', 'boolean'].includes(typeof (v as { value: unknown }).value);
 }

@@ -5,7 +5,7 @@ import { BigQuery } from '@google-cloud/bigquery';
 import { CloudBuildClient } from '@google-cloud/cloudbuild';
 import { ServicesClient } from '@google-cloud/run';
 import { SecretManagerServiceClient } from '@google-cloud/secret-manager';
-import { SqlBackupRunsServiceClient, SqlDatabasesServiceClient, SqlInstancesServiceClient, SqlOperationsServiceClient } from '@google-cloud/sql';
+import { SqlBackupRunsServiceClient, SqlDatabasesServiceClient, SqlInstancesServiceClient, SqlOperationsServiceClient, SqlUsersServiceClient, v1 as sqlV1 } from '@google-cloud/sql';
 import { Storage } from '@google-cloud/storage';
 import { cloudresourcemanager, type cloudresourcemanager_v3 } from '@googleapis/cloudresourcemanager';
 import { auth as restAuthLibrary, iam, type iam_v1 } from '@googleapis/iam';
@@ -18,7 +18,10 @@ export interface GcpClients {
   sqlInstances: SqlInstancesServiceClient;
   sqlOperations: SqlOperationsServiceClient;
   sqlBackupRuns: SqlBackupRunsServiceClient;
+  /** The Backups API: final backups, which outlive their instance. */
+  sqlBackups: sqlV1.SqlBackupsServiceClient;
   sqlDatabases: SqlDatabasesServiceClient;
+  sqlUsers: SqlUsersServiceClient;
   iam: iam_v1.Iam;
   projects: cloudresourcemanager_v3.Cloudresourcemanager;
   secrets: SecretManagerServiceClient;
@@ -63,7 +66,10 @@ export function createGcpClients(opts: GcpClientOptions = {}): GcpClients {
     sqlInstances: new SqlInstancesServiceClient({ fallback: true, ...gax }),
     sqlOperations: new SqlOperationsServiceClient({ fallback: true, ...gax }),
     sqlBackupRuns: new SqlBackupRunsServiceClient({ fallback: true, ...gax }),
+    // Only the v1 namespace exports the Backups client (@google-cloud/sql build/src/index.d.ts).
+    sqlBackups: new sqlV1.SqlBackupsServiceClient({ fallback: true, ...gax }),
     sqlDatabases: new SqlDatabasesServiceClient({ fallback: true, ...gax }),
+    sqlUsers: new SqlUsersServiceClient({ fallback: true, ...gax }),
     iam: iam({ version: 'v1', auth: restAuth, ...(rootUrl ? { rootUrl } : {}) }),
     projects: cloudresourcemanager({ version: 'v3', auth: restAuth, ...(rootUrl ? { rootUrl } : {}) }),
     secrets: new SecretManagerServiceClient({ ...gax }),
@@ -74,7 +80,7 @@ export function createGcpClients(opts: GcpClientOptions = {}): GcpClients {
   return {
     ...clients,
     async close() {
-      await Promise.all([clients.run.close(), clients.sqlInstances.close(), clients.sqlOperations.close(), clients.sqlBackupRuns.close(), clients.sqlDatabases.close(), clients.secrets.close(), clients.build.close()]);
+      await Promise.all([clients.run.close(), clients.sqlInstances.close(), clients.sqlOperations.close(), clients.sqlBackupRuns.close(), clients.sqlBackups.close(), clients.sqlDatabases.close(), clients.sqlUsers.close(), clients.secrets.close(), clients.build.close()]);
     },
   };
 }
@@ -88,6 +94,12 @@ export function isNotFound(err: unknown): boolean {
 export function isAlreadyExists(err: unknown): boolean {
   const e = err as { code?: unknown; status?: unknown } | undefined;
   return e?.code === 6 || e?.code === 409 || e?.status === 409;
+}
+
+/** Cloud SQL's 409 "Operation failed because another operation was already in progress" (reason operationInProgress). */
+export function isOperationInProgress(err: unknown): boolean {
+  const e = err as { code?: unknown; status?: unknown; message?: unknown } | undefined;
+  return (e?.code === 10 || e?.code === 409 || e?.status === 409) && /another operation was already in progress|operationInProgress/i.test(String(e?.message ?? ''));
 }
 
 export function isPermissionDenied(err: unknown): boolean {

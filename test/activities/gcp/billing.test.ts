@@ -35,9 +35,36 @@ describe('billing check (5.2)', () => {
 
   it('is ok when MLflow resources cost nothing since the deletion', async () => {
     const result = await billing().activities.checkBilling(context());
-    expect(result.summary).toMatch(/^no cost for MLflow's resources since 2025-03-10T12:30:00.000Z/);
-    expect(result.facts).toMatchObject({ totalCostUsd: 0, lines: 1 });
+    expect(result.summary).toMatch(/^no unexpected cost for MLflow's resources since 2025-03-10T12:30:00.000Z/);
+    expect(result.facts).toMatchObject({ totalCostUsd: 0, lines: 0, expectedLines: 1 });
     expect(cloud.sandbox.callsTo('^POST /bigquery/v2/projects/demo-project/queries$')).toHaveLength(1);
+  });
+
+  it('leaves out the buckets the migration keeps, and reports soft-deleted storage and the final backup as expected', async () => {
+    const table = 'demo-project.billing.expected_costs';
+    const later = '2025-03-11T00:00:00Z';
+    seedBillingRows(cloud.sandbox, {
+      table,
+      rows: [
+        // The backup bucket and a kept artifacts bucket carry the MLflow labels too: not MLflow's cost to remove.
+        { service: 'Cloud Storage', sku: 'Standard Storage', cost: 2, usage_start_time: later, labels: { app: 'mlflow' }, resource: 'projects/_/buckets/demo-backups' },
+        // The deleted artifacts bucket, soft-deleted and restorable, and the final backup: billed by design.
+        { service: 'Cloud Storage', sku: 'Standard Storage', cost: 0.7, usage_start_time: later, labels: { app: 'mlflow' }, resource: 'projects/_/buckets/demo-mlflow-artifacts' },
+        { service: 'Cloud SQL', sku: 'Cloud SQL for PostgreSQL: Backups in Warsaw', cost: 0.3, usage_start_time: later, resource: 'projects/demo-project/instances/mlflow-db' },
+      ],
+    });
+    const facts = { deletedAt: DELETED_AT, '3.2': { deletedAt: DELETED_AT, finalBackupTtlDays: 30 }, '3.4': { restorableUntil: '2025-03-24T12:30:00.000Z' } };
+    const deleting = await billing().activities.checkBilling(context({ facts }, table));
+    expect(deleting.summary).toMatch(/no unexpected cost .*\$0\.0000 across 0 line\(s\).*expected and not counted: \$1\.00 \(soft-deleted storage of gs:\/\/demo-mlflow-artifacts until 2025-03-24T12:30:00\.000Z, kept restorable for rollback; the final backup of mlflow-db until 2025-04-09T12:30:00\.000Z, kept for rollback\)/);
+    const keptTable = 'demo-project.billing.kept_bucket';
+    seedBillingRows(cloud.sandbox, { table: keptTable, rows: [{ service: 'Cloud Storage', sku: 'Standard Storage', cost: 3, usage_start_time: later, labels: { app: 'mlflow' }, resource: 'projects/_/buckets/kept-artifacts' }] });
+    const keeping = demoTarget({ billing: { estimatedMonthlySavingsUsd: 50, exportTable: keptTable }, buckets: { ...demoTarget().buckets, artifacts: 'kept-artifacts', deleteArtifacts: false } });
+    const kept = await billing().activities.checkBilling({ ...context({ facts }, keptTable), target: keeping });
+    expect(kept.facts).toMatchObject({ totalCostUsd: 0, lines: 0 });
+    // Billed after the final backup expired: no longer expected (the SKU's line runs past its expiry).
+    seedBillingRows(cloud.sandbox, { table, rows: [{ service: 'Cloud SQL', sku: 'Cloud SQL for PostgreSQL: Backups in Warsaw', cost: 0.3, usage_start_time: '2025-04-20T00:00:00Z', resource: 'projects/demo-project/instances/mlflow-db' }] });
+    const err = await failureOf(billing().activities.checkBilling(context({ facts }, table)));
+    expect(err.message).toMatch(/\$0\.60 since .*Backups in Warsaw .*– 2025-04-20T00:00:00Z/);
   });
 
   it('fails listing the lines when MLflow resources were billed after the deletion', async () => {

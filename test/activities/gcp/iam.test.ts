@@ -41,14 +41,15 @@ describe('IAM activities', () => {
 
     await a.restoreServiceAccount(context());
     expect(accounts()[email].uniqueId).toBe(uniqueId);
-    expect(cloud.sandbox.callsTo(`POST /v1/projects/-/serviceAccounts/${uniqueId}:undelete`)).toHaveLength(1);
+    expect(cloud.sandbox.callsTo(`POST /v1/projects/demo-project/serviceAccounts/${uniqueId}:undelete`)).toHaveLength(1);
   });
 
-  it('restore fails with CannotRestore after the 30-day window', async () => {
+  it('restore fails with CannotRestore after the 30-day window (not with a missing permission)', async () => {
     const { activities: a } = kind();
     await a.deleteServiceAccount(context());
     ageDeletedServiceAccount(cloud.sandbox, email, 31);
     const failure = await failureOf(a.restoreServiceAccount(context()));
+    // Through projects/- IAM would answer 403 for the missing account, and the step would ask for a role.
     expect(failure.type).toBe('CannotRestore');
     expect(failure.message).toMatch(/30 days.*gcloud iam service-accounts create mlflow-server/);
   });

@@ -87,8 +87,12 @@ describe('secrets activities', () => {
     await secrets().activities.disableSecrets(ctx);
 
     expect(await secrets().remaining(ctx)).toEqual([SECRET, 'projects/demo-project/secrets/MLFLOW_EXTRA']);
+    // The Cloud Run env values 3.1 kept for rollback go with them: no rollback is offered after 5.4.
+    seedSecret(cloud.sandbox, { project: 'demo-project', id: 'mlflow-decommission-demo-env', versions: ['{}'] });
     const result = await secrets().activities.deleteSecrets(ctx);
     expect(result.summary).toBe('deleted 1 secret(s)');
+    expect(result.actions.map((a) => a.resource)).toContain('projects/demo-project/secrets/mlflow-decommission-demo-env');
+    expect(cloud.sandbox.state.secretManager.secrets['projects/demo-project/secrets/mlflow-decommission-demo-env']).toBeUndefined();
     expect(await secrets().remaining(ctx)).toEqual(['projects/demo-project/secrets/MLFLOW_EXTRA']);
     const again = await secrets().activities.deleteSecrets(ctx);
     expect(again.summary).toBe('deleted 0 secret(s); already gone: MLFLOW_DB_PASSWORD');

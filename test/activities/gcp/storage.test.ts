@@ -15,6 +15,12 @@ function context(over: Partial<StepContext> = {}, target = demoTarget()): StepCo
   return { migrationId: 'storage-test', targetName: 'demo', target, dryRun: false, gatesPassed: [...GATE_IDS], force: false, facts: {}, ...over };
 }
 const withArtifacts = (artifacts: string) => demoTarget({ buckets: { ...demoTarget().buckets, artifacts } });
+/** Every version (live and noncurrent) of a bucket: name, content, state; read with the real client. */
+async function versionsOf(bucket: string): Promise<Array<[string, string, string]>> {
+  const [files] = await cloud.gcp.storage.bucket(bucket).getFiles({ versions: true });
+  const out = await Promise.all(files.map(async (f) => [f.name, (await f.download())[0].toString(), f.metadata.timeDeleted ? 'noncurrent' : 'live'] as [string, string, string]));
+  return out.sort((a, b) => (a[0] + a[1] < b[0] + b[1] ? -1 : 1));
+}
 const storage = () => createStorageActivities({ gcp: cloud.gcp, objects: cloud.objects });
 const callsSince = (n: number) => cloud.sandbox.calls.slice(n);
 async function expectFailure(p: Promise<unknown>, type: string): Promise<ApplicationFailure> {
@@ -82,12 +88,51 @@ describe('storage activities', () => {
     expect(await kind.remaining(ctx)).toEqual([]);
 
     const restored = await kind.activities.restoreArtifactsBucket(ctx);
-    expect(restored.summary).toContain('restored 3 of 3');
+    expect(restored.summary).toContain('3 of 3 object version(s)');
     expect(await cloud.objects.read(`gs://${ARTIFACTS}/runs/1/model.pkl`)).toEqual(Buffer.from('model v2'));
     expect(await cloud.objects.read(`gs://${ARTIFACTS}/runs/1/metrics.json`)).toEqual(Buffer.from('{"loss":0.1}'));
-    const [versions] = await cloud.gcp.storage.bucket(ARTIFACTS).getFiles({ versions: true });
-    expect(versions).toHaveLength(3);
+    expect(await versionsOf(ARTIFACTS)).toEqual([
+      ['runs/1/metrics.json', '{"loss":0.1}', 'live'],
+      ['runs/1/model.pkl', 'model v1', 'noncurrent'],
+      ['runs/1/model.pkl', 'model v2', 'live'],
+    ]);
     expect(await kind.remaining(ctx)).toEqual([`gs://${ARTIFACTS}`]);
+    // Run again: nothing is restored twice.
+    await kind.activities.restoreArtifactsBucket(ctx);
+    expect(await versionsOf(ARTIFACTS)).toHaveLength(3);
+  });
+
+  it('a restore that dies halfway and is retried adds no version, and noncurrent objects stay noncurrent', async () => {
+    const name = 'halfway-artifacts';
+    seedBucket(cloud.sandbox, { name, labels: { app: 'mlflow' }, versioning: true, objects: { 'a.txt': 'a1', 'b.txt': 'b1', 'gone.txt': 'deleted before the migration' } });
+    seedBucket(cloud.sandbox, { name, objects: { 'a.txt': 'a2', 'b.txt': 'b2' } });
+    // gone.txt was deleted long before 3.4: in a versioned bucket it lives on as a noncurrent version only.
+    await cloud.gcp.storage.bucket(name).file('gone.txt').delete();
+    const before = await versionsOf(name);
+    const ctx = context({}, withArtifacts(name));
+    await storage().activities.deleteArtifactsBucket(ctx);
+    // The attempt stops after restoring a.txt (its call for b.txt is refused once).
+    cloud.sandbox.addFault({ match: `POST /storage/v1/b/${name}/o/b.txt/restore$`, status: 403, times: 1 });
+    const first = await storage().activities.restoreArtifactsBucket(ctx).then(() => undefined, (e: unknown) => e);
+    expect((first as ApplicationFailure).type).toBe('PermissionDenied');
+    await storage().activities.restoreArtifactsBucket(ctx);
+    expect(await versionsOf(name)).toEqual(before);
+    expect(await cloud.objects.read(`gs://${name}/gone.txt`)).toBeUndefined();
+  });
+
+  it('3.4 raises a retention shorter than the bake period plus a margin, and the undo puts it back', async () => {
+    const name = 'short-retention-artifacts';
+    seedBucket(cloud.sandbox, { name, labels: { app: 'mlflow' }, objects: { 'x.bin': 'x' }, softDeleteRetentionSeconds: 7 * 86_400 });
+    const ctx = context({}, demoTarget({ bakePeriod: '7 days', buckets: { ...demoTarget().buckets, artifacts: name } }));
+    expect((await storage().preflight(ctx))[1].detail).toMatch(/soft delete keeps it 7 day\(s\), less than the bake period 7 days plus 7 day\(s\): 3\.4 raises it to 14 day\(s\) before deleting, and undo puts 7 day\(s\) back/);
+    const deleted = await storage().activities.deleteArtifactsBucket(ctx);
+    expect(deleted.summary).toMatch(/restorable for 14 day\(s\) \(soft delete raised from 7 day\(s\); undo puts it back\)/);
+    const gone = (cloud.sandbox.state.storage.deleted as Array<{ meta: Record<string, any> }>).find((b) => b.meta.name === name)!;
+    expect(Date.parse(gone.meta.hardDeleteTime) - Date.parse(gone.meta.softDeleteTime)).toBe(14 * 86_400_000);
+    await storage().activities.restoreArtifactsBucket(ctx);
+    const [meta] = await cloud.gcp.storage.bucket(name).getMetadata();
+    expect(meta.softDeletePolicy?.retentionDurationSeconds).toBe(String(7 * 86_400));
+    expect(await cloud.objects.read(`gs://${name}/x.bin`)).toEqual(Buffer.from('x'));
   });
 
   it('delete twice is a no-op', async () => {
@@ -101,28 +146,25 @@ describe('storage activities', () => {
   });
 
   it('restore fails CannotRestore naming the snapshot when no soft-deleted generation is left', async () => {
-    seedBucket(cloud.sandbox, { name: 'gone-artifacts', labels: { app: 'mlflow' }, objects: { a: '1' }, softDeleteRetentionSeconds: 1 });
+    seedBucket(cloud.sandbox, { name: 'gone-artifacts', labels: { app: 'mlflow' }, objects: { a: '1' } });
     const ctx = context({}, withArtifacts('gone-artifacts'));
     await storage().activities.deleteArtifactsBucket(ctx);
-    await new Promise((r) => setTimeout(r, 1_100));
+    // Its retention ran out (as it would after the bake period without 3.4 raising it).
+    for (const b of cloud.sandbox.state.storage.deleted as Array<{ meta: Record<string, any> }>) if (b.meta.name === 'gone-artifacts') b.meta.hardDeleteTime = new Date(Date.now() - 1000).toISOString();
     const err = await expectFailure(storage().activities.restoreArtifactsBucket(ctx), 'CannotRestore');
     expect(err.message).toContain(snapshotUri(ctx, 'bucket', 'gone-artifacts'));
   });
 
-  it('a 503 on the bucket delete surfaces as a retryable error, and the retry finishes', async () => {
-    const ctx = context();
-    cloud.sandbox.addFault({ match: `DELETE /storage/v1/b/${ARTIFACTS}$`, status: 503, times: 2 });
-    for (let attempt = 0; attempt < 2; attempt++) {
-      const err = await storage().activities.deleteArtifactsBucket(ctx).then(() => undefined, (e: unknown) => e);
-      // Not an ApplicationFailure: Temporal's retry policy retries it.
-      expect(err).toBeDefined();
-      expect(err).not.toBeInstanceOf(ApplicationFailure);
-      expect((err as { code?: number }).code).toBe(503);
-    }
+  it('a delete interrupted halfway and retried finishes, and its snapshot still lists every version', async () => {
+    const ctx = context({ migrationId: 'storage-test-interrupted' });
+    // The second version's delete is refused once: the step stops with one version already gone.
+    cloud.sandbox.addFault({ match: `DELETE /storage/v1/b/${ARTIFACTS}/o/runs/1/model.pkl$`, status: 403, times: 1 });
+    const err = await storage().activities.deleteArtifactsBucket(ctx).then(() => undefined, (e: unknown) => e);
+    expect((err as ApplicationFailure).type).toBe('PermissionDenied');
+    expect(cloud.sandbox.state.storage.buckets[ARTIFACTS]).toBeDefined();
     const result = await storage().activities.deleteArtifactsBucket(ctx);
     expect(result.summary).toMatch(/deleted gs:\/\/demo-mlflow-artifacts and its 3 object version/);
-    expect(cloud.sandbox.callsTo(`DELETE /storage/v1/b/${ARTIFACTS}$`).map((c) => c.status)).toEqual([204, 503, 503, 204]);
-    // The snapshot still lists every version, although the retries found the bucket already empty.
+    expect(cloud.sandbox.callsTo(`DELETE /storage/v1/b/${ARTIFACTS}$`).map((c) => c.status)).toEqual([204, 204]);
     const snapshot = JSON.parse((await cloud.objects.read(snapshotUri(ctx, 'bucket', ARTIFACTS)))!.toString());
     expect(snapshot.objects).toHaveLength(3);
   });
