@@ -1,28 +1,43 @@
 // Builds one run's training_history_json from MLflow rows, fed in the order the backfill reads
 // them (by key, step, timestamp, value, is_nan): the last row of a (key, step) wins, which is the
 // latest timestamp, then the greatest value — deterministic, so a rerun writes identical JSON.
-import { placeKeys } from './categorise';
+// Names are data: every map built from metric, param, tag, tower or stat names has no prototype,
+// so "__proto__" or "constructor" are ordinary keys. Steps are 64-bit (MLflow's BIGINT): they stay
+// exact as the int8 text Postgres writes, and as bigint in the document.
+import { isHistogramKey, placeKeys } from './categorise';
 import { encodeStoredValue, type EncodedValue } from './encoding';
 
 export interface BuildOptions {
-  /** 0.4 option B: keep weights/…/hist/… and gradients/…/hist/… series. */
+  /** 0.4 option B: keep weights/{tower}/hist/{bin|edge}_{i} series. */
   histograms: boolean;
+}
+
+/** An object with no prototype, for user-chosen names. */
+export type Names<T> = Record<string, T>;
+export function names<T>(): Names<T> {
+  return Object.create(null) as Names<T>;
+}
+
+export interface Histogram {
+  bin_edges: Array<EncodedValue | null>;
+  counts: Array<Array<EncodedValue | null>>;
+  steps: bigint[];
 }
 
 export interface TrainingHistory {
   saved_at: string;
   available: true;
-  epochs: number[];
-  loss: Record<string, Array<EncodedValue | null>>;
-  gradient: Record<string, Array<EncodedValue | null>>;
-  weight_stats: Record<string, Record<string, unknown>>;
-  gradient_stats: Record<string, Record<string, unknown>>;
-  final_metrics: Record<string, EncodedValue>;
-  params: Record<string, string>;
+  epochs: bigint[];
+  loss: Names<Array<EncodedValue | null>>;
+  gradient: Names<Array<EncodedValue | null>>;
+  weight_stats: Names<Names<Array<EncodedValue | null> | Histogram>>;
+  gradient_stats: Names<Names<Array<EncodedValue | null> | Histogram>>;
+  final_metrics: Names<EncodedValue>;
+  params: Names<string>;
   /** Extension: the run's tags (mlflow.* included), kept so nothing MLflow held is lost. */
-  tags: Record<string, string>;
+  tags: Names<string>;
   /** Extension: per-epoch keys no other rule places (e.g. recall_at_10). */
-  other: Record<string, Array<EncodedValue | null>>;
+  other: Names<Array<EncodedValue | null>>;
 }
 
 /** Epoch milliseconds (MLflow's end_time/start_time) to the saved_at a rerun reproduces. */
@@ -31,10 +46,16 @@ export function savedAtFrom(endTime: number | null | undefined, startTime: numbe
   return new Date(Number(ms)).toISOString();
 }
 
+/** Steps as Postgres writes an int8 (canonical decimal text), sorted as the integers they are. */
+function sortedSteps(steps: Iterable<string>): bigint[] {
+  return [...steps].map((s) => BigInt(s)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
 export class RunHistoryBuilder {
-  private readonly points = new Map<string, Map<number, EncodedValue>>();
-  private readonly params: Record<string, string> = {};
-  private readonly tags: Record<string, string> = {};
+  /** key → step (int8 text) → value. */
+  private readonly points = new Map<string, Map<string, EncodedValue>>();
+  private readonly params = names<string>();
+  private readonly tags = names<string>();
   private endTime: number | null = null;
   private startTime: number | null = null;
 
@@ -56,38 +77,43 @@ export class RunHistoryBuilder {
     this.tags[key] = value;
   }
 
-  /** Rows must come in (key, step, timestamp, value, is_nan) order; a later row for the same step replaces the earlier. */
-  metric(key: string, step: number, value: number, isNan: boolean): void {
+  /**
+   * Rows must come in (key, step, timestamp, value, is_nan) order; a later row for the same step
+   * replaces the earlier. `step` is the int8 as Postgres writes it ("-1", "9223372036854775807").
+   */
+  metric(key: string, step: string, value: number, isNan: boolean): void {
     if (!this.opts.histograms && isHistogramKey(key)) return;
     let series = this.points.get(key);
     if (!series) this.points.set(key, (series = new Map()));
     series.set(step, encodeStoredValue(value, isNan));
   }
 
-  /** The cache JSON and the number of points it holds. */
+  /** The cache document and the number of points it holds. */
   build(): { history: TrainingHistory; points: number } {
     const placements = placeKeys(this.points.keys());
-    const epochSet = new Set<number>();
+    const epochText = new Set<string>();
     for (const [key, p] of placements) {
-      if (p.kind === 'series' || p.kind === 'tower-series') for (const s of this.points.get(key)!.keys()) epochSet.add(s);
+      if (p.kind === 'series' || p.kind === 'tower-series') for (const s of this.points.get(key)!.keys()) epochText.add(s);
     }
-    const epochs = [...epochSet].sort((a, b) => a - b);
-    const align = (m: Map<number, EncodedValue>) => epochs.map((s) => (m.has(s) ? m.get(s)! : null));
+    const epochs = sortedSteps(epochText);
+    const epochKeys = epochs.map(String);
+    const align = (m: Map<string, EncodedValue>) => epochKeys.map((s) => m.get(s) ?? null);
+    // MetricsCollector starts with both towers present.
+    const towers = () => Object.assign(names<Names<Array<EncodedValue | null> | Histogram>>(), { query: names(), candidate: names() });
     const h: TrainingHistory = {
       saved_at: savedAtFrom(this.endTime, this.startTime),
       available: true,
       epochs,
-      loss: {},
-      gradient: {},
-      // MetricsCollector starts with both towers present.
-      weight_stats: { query: {}, candidate: {} },
-      gradient_stats: { query: {}, candidate: {} },
-      final_metrics: {},
+      loss: names(),
+      gradient: names(),
+      weight_stats: towers(),
+      gradient_stats: towers(),
+      final_metrics: names(),
       params: this.params,
       tags: this.tags,
-      other: {},
+      other: names(),
     };
-    const histograms = new Map<string, { tower: Record<string, unknown>; bins: Map<number, Map<number, EncodedValue>>; edges: Map<number, EncodedValue> }>();
+    const histograms = new Map<string, { tower: Names<unknown>; bins: Map<number, Map<string, EncodedValue>>; edges: Map<number, EncodedValue> }>();
     let points = 0;
     for (const [key, p] of placements) {
       const m = this.points.get(key)!;
@@ -100,11 +126,11 @@ export class RunHistoryBuilder {
           h[p.section][p.name] = align(m);
           break;
         case 'tower-series':
-          (h[p.section][p.tower] ??= {})[p.stat] = align(m);
+          (h[p.section][p.tower] ??= names())[p.stat] = align(m);
           break;
         case 'histogram': {
-          const tower = (h[p.section][p.tower] ??= {});
-          const id = `${p.section}/${p.tower}`;
+          const tower = (h[p.section][p.tower] ??= names());
+          const id = JSON.stringify([p.section, p.tower]);
           let acc = histograms.get(id);
           if (!acc) histograms.set(id, (acc = { tower, bins: new Map(), edges: new Map() }));
           if (p.part === 'bin') acc.bins.set(p.index, m);
@@ -113,28 +139,29 @@ export class RunHistoryBuilder {
       }
     }
     for (const { tower, bins, edges } of histograms.values()) {
-      const stepSet = new Set<number>();
-      for (const m of bins.values()) for (const s of m.keys()) stepSet.add(s);
-      const steps = [...stepSet].sort((a, b) => a - b);
+      const stepText = new Set<string>();
+      for (const m of bins.values()) for (const s of m.keys()) stepText.add(s);
+      const steps = sortedSteps(stepText);
       const nBins = bins.size ? Math.max(...bins.keys()) + 1 : 0;
       const nEdges = edges.size ? Math.max(...edges.keys()) + 1 : 0;
-      tower.histogram = {
-        bin_edges: Array.from({ length: nEdges }, (_, j) => (edges.has(j) ? edges.get(j)! : null)),
-        counts: steps.map((s) => Array.from({ length: nBins }, (_, i) => bins.get(i)?.get(s) ?? null)),
+      const histogram: Histogram = {
+        bin_edges: Array.from({ length: nEdges }, (_, j) => edges.get(j) ?? null),
+        counts: steps.map(String).map((s) => Array.from({ length: nBins }, (_, i) => bins.get(i)?.get(s) ?? null)),
         steps,
       };
+      tower.histogram = histogram;
     }
     return { history: h, points };
   }
 }
 
-export function isHistogramKey(key: string): boolean {
-  return /^(weights|gradients)\/[^/]+\/hist\//.test(key);
-}
-
 /** The value at the greatest step: what MetricsCollector keeps for final_/test_ keys. */
-function lastValue(m: Map<number, EncodedValue>): EncodedValue {
-  let best = -Infinity;
-  for (const s of m.keys()) if (s > best) best = s;
-  return m.get(best)!;
+function lastValue(m: Map<string, EncodedValue>): EncodedValue {
+  let best: bigint | undefined;
+  let value: EncodedValue = 'NaN';
+  for (const [s, v] of m) {
+    const step = BigInt(s);
+    if (best === undefined || step > best) [best, value] = [step, v];
+  }
+  return value;
 }

@@ -13,6 +13,9 @@
 //   *weight_norm*                              gradient[key without "_weight_norm"]        series
 //   anything else                              other[key]                                  series
 //
+// {tower} and {stat} are one path segment (no "/"); {i} and {j} are decimals without leading
+// zeros. So weights/query/hist/foo and weights/a/b/hist/bin_0 are not histograms: they go to
+// other. Names are data: tower and stat names such as __proto__ are ordinary names here.
 // A series is an array aligned with `epochs` (null where the key has no point at that epoch), so
 // steps survive even when a key skips epochs. docs/history-mapping.md is the operator's copy.
 
@@ -24,8 +27,15 @@ export type Placement =
   | { kind: 'tower-series'; section: 'weight_stats' | 'gradient_stats'; tower: string; stat: string }
   | { kind: 'histogram'; section: 'weight_stats' | 'gradient_stats'; tower: string; part: 'bin' | 'edge'; index: number };
 
-const HISTOGRAM = /^(weights|gradients)\/([^/]+)\/hist\/(bin|edge)_(\d+)$/;
+const HISTOGRAM = /^(weights|gradients)\/([^/]+)\/hist\/(bin|edge)_(0|[1-9][0-9]*)$/;
 const TOWER_STAT = /^(weights|gradients)\/([^/]+)\/([^/]+)$/;
+
+/** SQL (Postgres ARE) for "key is a histogram key", the same pattern as HISTOGRAM: the backfill's pre-filter in option A. */
+export const HISTOGRAM_KEY_SQL = `key ~ '^(weights|gradients)/[^/]+/hist/(bin|edge)_(0|[1-9][0-9]*)$'`;
+
+export function isHistogramKey(key: string): boolean {
+  return HISTOGRAM.test(key);
+}
 
 export function placeMetric(key: string): Placement {
   if (key.startsWith('final_') || key.startsWith('test_')) return { kind: 'final', name: key };
@@ -37,7 +47,7 @@ export function placeMetric(key: string): Placement {
   const t = TOWER_STAT.exec(key);
   const [, stats, tower = '', stat = ''] = t ?? [];
   // "histogram" is the histogram object's own name inside a tower, so a stat of that name goes to other.
-  if (t && stat !== 'histogram' && tower !== '__proto__' && stat !== '__proto__') {
+  if (t && stat !== 'histogram') {
     return { kind: 'tower-series', section: stats === 'weights' ? 'weight_stats' : 'gradient_stats', tower, stat };
   }
   if (key.includes('loss')) return { kind: 'series', section: 'loss', name: key };
@@ -45,12 +55,17 @@ export function placeMetric(key: string): Placement {
   return { kind: 'series', section: 'other', name: key };
 }
 
+/** Code-point order (UTF-8 bytes, Postgres COLLATE "C"), not JS's UTF-16 order: the doc's "sorted order". */
+export function byCodePoint(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}
+
 /** Placements for a run's keys. Two keys that would share one slot (e.g. "a_weight_norm" and
- * "a_weight_norm_weight_norm") keep the first in sorted order; the others go to other[key]. */
+ * "a_weight_norm_weight_norm") keep the first in code-point order; the others go to other[key]. */
 export function placeKeys(keys: Iterable<string>): Map<string, Placement> {
   const out = new Map<string, Placement>();
   const taken = new Set<string>();
-  for (const key of [...keys].sort()) {
+  for (const key of [...keys].sort(byCodePoint)) {
     let p = placeMetric(key);
     // Bins and edges of one tower share the histogram object by design.
     const slot = p.kind === 'histogram' ? undefined : slotOf(p);
@@ -61,19 +76,16 @@ export function placeKeys(keys: Iterable<string>): Map<string, Placement> {
   return out;
 }
 
-/** Where a placement lands in the document, e.g. "loss/val_loss" or "weight_stats/query/mean". */
-export function slotOf(p: Placement): string {
+/** Where a placement lands in the document, as a path (names are kept whole, so "/" in a name is no separator). */
+function slotOf(p: Placement): string {
   switch (p.kind) {
     case 'final':
-      return `final_metrics/${p.name}`;
+      return JSON.stringify(['final_metrics', p.name]);
     case 'series':
-      return `${p.section}/${p.name}`;
+      return JSON.stringify([p.section, p.name]);
     case 'tower-series':
-      return `${p.section}/${p.tower}/${p.stat}`;
+      return JSON.stringify([p.section, p.tower, p.stat]);
     case 'histogram':
-      return `${p.section}/${p.tower}/histogram`;
+      return JSON.stringify([p.section, p.tower, 'histogram']);
   }
 }
-
-/** SQL LIKE patterns matching histogram keys (a superset; placeMetric decides). */
-export const HISTOGRAM_KEY_LIKE = ['weights/%/hist/%', 'gradients/%/hist/%'];

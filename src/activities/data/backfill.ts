@@ -1,32 +1,26 @@
-// 0.2 scope and 0.3 backfill: every completed experiment's training history, read from the MLflow
+// 0.3 backfill: every completed experiment's training history, read from the MLflow
 // store in one ordered pass per batch (a server-side cursor, constant memory per run) and written
 // to the app table in set-based batched UPDATEs. The seed's backfill made ~50 REST calls per run;
 // this makes one query per batch and one UPDATE per FLUSH_EVERY runs (or FLUSH_BYTES of JSON).
 import type { Databases } from '../../adapters/postgres';
 import { forEachRowChunk, type Row } from '../../adapters/postgres-streams';
 import type { Target } from '../../config/schema';
-import { HISTOGRAM_KEY_LIKE } from '../../history/categorise';
+import { HISTOGRAM_KEY_SQL } from '../../history/categorise';
 import { RunHistoryBuilder } from '../../history/builder';
-import type { PlannedAction, StepContext, StepResult } from '../../types';
-import { appPool, appResource, completedWithRun, mlflowPool, mlflowResource } from './app-table';
+import { JsonBuffer, writeDocument } from '../../history/document-json';
+import type { StepContext, StepResult } from '../../types';
+import { appPool, appResource, completedWithRun, mlflowPool } from './app-table';
+import { batchActions, countScope, describeScope, FLUSH_EVERY, planBatches, type BackfillBatch } from './backfill-plan';
 import { heartbeat, lastHeartbeat, type BackfillProgress } from '../heartbeat';
 import { defineShapeStep } from '../step';
 
-/** Runs per UPDATE: big enough to amortise the round trip, small enough to keep memory flat. */
-const FLUSH_EVERY = 50;
+export type { BackfillBatch } from './backfill-plan';
+
 /** …and at most this many bytes of JSON per UPDATE, so wide runs (140 keys × 50 epochs,
  * ~150 kB each) do not multiply the worker's memory. */
 const FLUSH_BYTES = 2_000_000;
 /** Rows per FETCH from the store's cursor: one row per run and key (~50 points each, ~1 kB). */
 const FETCH_SIZE = 500;
-
-export interface BackfillBatch {
-  index: number;
-  runs: number;
-  /** Inclusive run-id range (C collation) of this batch. */
-  fromRunId: string;
-  toRunId: string;
-}
 
 export interface BackfillOutcome {
   runs: number;
@@ -34,55 +28,6 @@ export interface BackfillOutcome {
   /** Run ids the app names but the store does not hold (nothing written for them). */
   missing: string[];
   cursor?: string;
-}
-
-export interface ScopeCounts {
-  completed: number;
-  withRunId: number;
-  cached: number;
-  toDo: number;
-}
-
-export async function countScope(databases: Databases, target: Target): Promise<ScopeCounts> {
-  const t = target.appTable;
-  const { rows } = await appPool(databases, target).query(
-    `SELECT count(*) FILTER (WHERE ${t.status} = $1)::int AS completed,
-            count(*) FILTER (WHERE ${completedWithRun(t)})::int AS with_run_id,
-            count(*) FILTER (WHERE ${t.status} = $1 AND ${t.history} IS NOT NULL)::int AS cached,
-            count(*) FILTER (WHERE ${completedWithRun(t)} AND ${t.history} IS NULL)::int AS to_do
-       FROM ${t.table}`,
-    [t.completedStatus],
-  );
-  const r = rows[0];
-  return { completed: r.completed, withRunId: r.with_run_id, cached: r.cached, toDo: r.to_do };
-}
-
-/** Batches of target.data.batchSize distinct run ids, as run-id ranges so the list stays small. */
-export async function planBatches(databases: Databases, target: Target, force: boolean): Promise<BackfillBatch[]> {
-  const t = target.appTable;
-  const { rows } = await appPool(databases, target).query(
-    `WITH ids AS (SELECT DISTINCT ${t.runId} COLLATE "C" AS run_id FROM ${t.table} WHERE ${completedWithRun(t)} AND ($2 OR ${t.history} IS NULL)),
-          numbered AS (SELECT run_id, (row_number() OVER (ORDER BY run_id) - 1) / $3 AS idx FROM ids)
-     SELECT idx::int AS index, count(*)::int AS runs, min(run_id) AS from_run_id, max(run_id) AS to_run_id
-       FROM numbered GROUP BY idx ORDER BY idx`,
-    [t.completedStatus, force, target.data.batchSize],
-  );
-  return rows.map((r) => ({ index: r.index, runs: r.runs, fromRunId: r.from_run_id, toRunId: r.to_run_id }));
-}
-
-function batchActions(target: Target, batches: BackfillBatch[]): PlannedAction[] {
-  return batches.flatMap((b) => [
-    {
-      call: 'postgres.select',
-      resource: mlflowResource(target, 'metrics,params,tags,runs'),
-      description: `batch ${b.index + 1}: read ${b.runs} runs (${b.fromRunId}…${b.toRunId}) in one ordered pass`,
-    },
-    {
-      call: 'postgres.update',
-      resource: appResource(target, target.appTable.history),
-      description: `batch ${b.index + 1}: write ${b.runs} runs' training_history_json in UPDATEs of up to ${FLUSH_EVERY}`,
-    },
-  ]);
 }
 
 /**
@@ -134,14 +79,14 @@ export async function backfillRange(
     const { history, points } = builder.build();
     outcome.points += points;
     json.write(pending.length ? ',' : '[');
-    writeJson(json, history);
+    writeDocument(json, history);
     json.cut();
     pending.push(builder.runUuid);
     builder = undefined;
     if (pending.length >= FLUSH_EVERY || json.bytes >= FLUSH_BYTES) await flush();
   };
 
-  const histogramFilter = opts.histograms ? '' : `AND NOT (${HISTOGRAM_KEY_LIKE.map((p) => `key LIKE '${p}'`).join(' OR ')})`;
+  const histogramFilter = opts.histograms ? '' : `AND NOT (${HISTOGRAM_KEY_SQL})`;
   // One ordered pass: the run's row, its params, tags, then one row per metric key whose points
   // Postgres folds into "step value,step value,…" ordered by step, timestamp, value, is_nan, so the
   // last point of a step is the one that wins. One row per key instead of one per point: the
@@ -190,61 +135,6 @@ export async function backfillRange(
   return outcome;
 }
 
-/**
- * JSON text gathered as UTF-8 buffers of ~32 kB. A run's document is never one string: V8 puts a
- * string over 128 kB straight into old space, where a thousand of them pile up between
- * collections and push the worker's RSS past 256 MB.
- */
-class JsonBuffer {
-  private parts: Buffer[] = [];
-  private current = '';
-  private cutBytes = 0;
-
-  get bytes(): number {
-    return this.cutBytes + this.current.length;
-  }
-
-  write(s: string): void {
-    this.current += s;
-    if (this.current.length >= 32_768) this.cut();
-  }
-
-  /** Turns what is written so far into a buffer, so no string outlives the run it encodes. */
-  cut(): void {
-    if (!this.current) return;
-    const b = Buffer.from(this.current, 'utf8');
-    this.parts.push(b);
-    this.cutBytes += b.length;
-    this.current = '';
-  }
-
-  /** Everything written, then `last`, as one buffer; empties this. */
-  take(last: string): Buffer {
-    this.write(last);
-    this.cut();
-    const out = Buffer.concat(this.parts, this.cutBytes);
-    this.parts = [];
-    this.cutBytes = 0;
-    return out;
-  }
-}
-
-/** JSON.stringify(value), written piecewise: objects down to `depth` levels, their members whole. */
-function writeJson(out: JsonBuffer, value: unknown, depth = 2): void {
-  if (depth === 0 || value === null || typeof value !== 'object' || Array.isArray(value)) {
-    out.write(JSON.stringify(value));
-    return;
-  }
-  let first = true;
-  for (const [k, v] of Object.entries(value)) {
-    if (v === undefined) continue;
-    out.write(`${first ? '{' : ','}${JSON.stringify(k)}:`);
-    writeJson(out, v, depth - 1);
-    first = false;
-  }
-  out.write(first ? '{}' : '}');
-}
-
 /** A key's points as the query folds them, "step value,…" (NaN for is_nan), into the builder in order. */
 function addPoints(b: RunHistoryBuilder, key: string, folded: string): void {
   let start = 0;
@@ -252,8 +142,9 @@ function addPoints(b: RunHistoryBuilder, key: string, folded: string): void {
     let end = folded.indexOf(',', start);
     if (end < 0) end = folded.length;
     const space = folded.indexOf(' ', start);
-    // float8 text is exact (extra_float_digits, set by forEachRowChunk); "NaN" parses to NaN.
-    b.metric(key, Number(folded.slice(start, space)), Number(folded.slice(space + 1, end)), false);
+    // The step stays int8 text (64-bit, exact); float8 text is exact (extra_float_digits, set by
+    // forEachRowChunk); "NaN" parses to NaN.
+    b.metric(key, folded.slice(start, space), Number(folded.slice(space + 1, end)), false);
     start = end + 1;
   }
 }
@@ -312,8 +203,4 @@ export function createBackfillActivities(databases: Databases) {
       };
     },
   };
-}
-
-function describeScope(c: ScopeCounts): string {
-  return `${c.completed} completed, ${c.withRunId} with an MLflow run id, ${c.cached} already cached, ${c.toDo} to backfill`;
 }

@@ -3,7 +3,7 @@
 // {tower}.histogram filled in (docs/history-mapping.md).
 import type { Databases } from '../../adapters/postgres';
 import type { Target } from '../../config/schema';
-import { HISTOGRAM_KEY_LIKE } from '../../history/categorise';
+import { HISTOGRAM_KEY_SQL } from '../../history/categorise';
 import type { StepResult } from '../../types';
 import { mlflowPool, appResource, mlflowResource } from './app-table';
 import { backfillRange } from './backfill';
@@ -12,7 +12,7 @@ import { defineShapeStep } from '../step';
 
 async function runsWithHistograms(databases: Databases, target: Target): Promise<string[]> {
   const { rows } = await mlflowPool(databases, target).query(
-    `SELECT DISTINCT run_uuid COLLATE "C" AS run_uuid FROM metrics WHERE ${HISTOGRAM_KEY_LIKE.map((p) => `key LIKE '${p}'`).join(' OR ')} ORDER BY 1`,
+    `SELECT DISTINCT run_uuid COLLATE "C" AS run_uuid FROM metrics WHERE ${HISTOGRAM_KEY_SQL} ORDER BY 1`,
   );
   return rows.map((r) => r.run_uuid);
 }

@@ -35,7 +35,7 @@ export function createDataActivities(deps: DataDeps) {
   const activities = {
     ...createBackfillActivities(databases),
     ...createHistogramActivities(databases),
-    ...createVerifyActivities(databases),
+    ...createVerifyActivities(databases, objects),
     ...createExportActivities(databases, objects),
     ...createAuditActivities(databases),
     ...createCutoverActivities(databases, objects),

@@ -8,6 +8,7 @@ import { placeMetric } from '../../../src/history/categorise';
 import { decodeValue, encodeStoredValue, sameValue } from '../../../src/history/encoding';
 import { LONG_KEY, UNICODE_KEYS, perEpochKeys } from '../../../dev/mlflow-store';
 import { createDataWorld, type DataWorld } from '../../fixtures/mlflow-store';
+import { MemoryObjectStore } from '../../support/memory-object-store';
 
 const RUNS = 12;
 const METRICS = 140;
@@ -64,7 +65,7 @@ describe('backfill of wide runs (140 metrics × 50 epochs)', () => {
     expect(caches.get(w.runIds[4]).epochs[0]).toBe(-1);
     expect(Object.keys(caches.get(w.runIds[0]).other)).toContain(LONG_KEY);
 
-    const res = await createVerifyActivities(w.databases).verifyMigration(w.ctx());
+    const res = await createVerifyActivities(w.databases, new MemoryObjectStore()).verifyMigration(w.ctx());
     expect(res.facts).toMatchObject({ runsVerified: RUNS, mismatches: 0, uncached: 0 });
   });
 });

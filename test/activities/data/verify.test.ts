@@ -3,6 +3,7 @@ import { createBackfillActivities, type BackfillBatch } from '../../../src/activ
 import { createHistogramActivities } from '../../../src/activities/data/histograms';
 import { createVerifyActivities } from '../../../src/activities/data/verify';
 import { createDataWorld, type DataWorld } from '../../fixtures/mlflow-store';
+import { MemoryObjectStore } from '../../support/memory-object-store';
 import { failureOf } from '../../support/failures';
 
 async function backfillAll(w: DataWorld, force = false) {
@@ -19,20 +20,20 @@ describe('verify (0.5)', () => {
   afterAll(() => w.close());
 
   it('fails completeness while experiments lack a cache, naming them', async () => {
-    const f = await failureOf(createVerifyActivities(w.databases).verifyMigration(w.ctx()));
+    const f = await failureOf(createVerifyActivities(w.databases, new MemoryObjectStore()).verifyMigration(w.ctx()));
     expect(f.type).toBe('VerificationFailed');
     expect(f.nonRetryable).toBe(true);
     expect(f.message).toMatch(/22 completed experiment\(s\) with an MLflow run id have no training_history_json/);
-    expect(f.message).toMatch(/Re-run step 0.3 with force/);
+    expect(f.message).toMatch(/Send retry \{"step": "0.5"\} to rewrite the 3 mismatched run\(s\) .* and cache the uncached ones/);
   });
 
   it('flags a stale pre-existing cache, and passes after a forced backfill', async () => {
     await backfillAll(w);
-    const f = await failureOf(createVerifyActivities(w.databases).verifyMigration(w.ctx()));
+    const f = await failureOf(createVerifyActivities(w.databases, new MemoryObjectStore()).verifyMigration(w.ctx()));
     expect(f.message).toMatch(/mismatch/);
     expect(f.message).toContain(w.runIds[0]);
     await backfillAll(w, true);
-    const res = await createVerifyActivities(w.databases).verifyMigration(w.ctx());
+    const res = await createVerifyActivities(w.databases, new MemoryObjectStore()).verifyMigration(w.ctx());
     expect(res.facts).toMatchObject({ runsVerified: 25, mismatches: 0, uncached: 0 });
     expect(Number(res.facts!.points)).toBeGreaterThan(25 * 5 * 25);
   });
@@ -43,7 +44,7 @@ describe('verify (0.5)', () => {
       `UPDATE ml_platform_quicktest SET training_history_json = jsonb_set(jsonb_set(training_history_json, '{loss,val_loss,2}', '0.5'), '{gradient_stats,query,norm,3}', '"Infinity"') WHERE mlflow_run_id = $1`,
       [run],
     );
-    const f = await failureOf(createVerifyActivities(w.databases).verifyMigration(w.ctx()));
+    const f = await failureOf(createVerifyActivities(w.databases, new MemoryObjectStore()).verifyMigration(w.ctx()));
     const details = f.details![0] as { mismatchList: Array<{ runId: string; key: string; problem: string }>; mismatches: number };
     expect(details.mismatches).toBe(2);
     expect(details.mismatchList.map((m) => `${m.runId} ${m.key}`).sort()).toEqual([`${run} gradients/query/norm`, `${run} val_loss`]);
@@ -53,8 +54,8 @@ describe('verify (0.5)', () => {
   it('verifies a deterministic sample when fidelitySample is set', async () => {
     const sampled = { ...w.target, data: { ...w.target.data, fidelitySample: 5 } };
     await backfillAll(w, true);
-    const a = await createVerifyActivities(w.databases).verifyMigration(w.ctx({ target: sampled }));
-    const b = await createVerifyActivities(w.databases).verifyMigration(w.ctx({ target: sampled }));
+    const a = await createVerifyActivities(w.databases, new MemoryObjectStore()).verifyMigration(w.ctx({ target: sampled }));
+    const b = await createVerifyActivities(w.databases, new MemoryObjectStore()).verifyMigration(w.ctx({ target: sampled }));
     expect(a.facts).toMatchObject({ runsVerified: 5, mismatches: 0 });
     expect(a.facts).toEqual(b.facts);
   });
@@ -71,7 +72,7 @@ describe('histograms (0.4)', () => {
     await backfillAll(w);
     const res = await createHistogramActivities(w.databases).cacheHistograms(w.ctx());
     expect(res.summary).toMatch(/skipped: option A/);
-    expect((await createVerifyActivities(w.databases).verifyMigration(w.ctx())).facts).toMatchObject({ mismatches: 0 });
+    expect((await createVerifyActivities(w.databases, new MemoryObjectStore()).verifyMigration(w.ctx())).facts).toMatchObject({ mismatches: 0 });
   });
 
   it('includes them with option B, in the shape the appendix gives, and they verify', async () => {
@@ -84,6 +85,6 @@ describe('histograms (0.4)', () => {
     expect(hist.steps).toEqual([0, 1, 2]);
     expect(hist.counts).toHaveLength(3);
     expect(hist.counts[0]).toHaveLength(4);
-    expect((await createVerifyActivities(w.databases).verifyMigration(w.ctx({ target: include }))).facts).toMatchObject({ mismatches: 0, runsVerified: 6 });
+    expect((await createVerifyActivities(w.databases, new MemoryObjectStore()).verifyMigration(w.ctx({ target: include }))).facts).toMatchObject({ mismatches: 0, runsVerified: 6 });
   });
 });
