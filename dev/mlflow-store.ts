@@ -242,6 +242,27 @@ export function perEpochKeys(metrics: number = PER_EPOCH_KEYS.length): string[] 
   return [...PER_EPOCH_KEYS, ...extra.slice(0, metrics - PER_EPOCH_KEYS.length)];
 }
 
+/**
+ * Names a user may pick that JavaScript treats specially, or that break naive paths and quoting:
+ * every structure built from them must keep them as data (issue 9). NUL-free: Postgres text has no NUL.
+ */
+export const HOSTILE_NAMES = [
+  '__proto__', 'constructor', 'prototype', 'toString', 'hasOwnProperty', '__defineGetter__', 'toJSON', 'valueOf',
+  'dots.in.a.name', 'slash/in/name', 'quote"double', "quote'single", 'back\\slash', 'ctl\u0001\u001f\u007f', 'tab\tnew\nline',
+  'emoji_📈_🚀', 'دقة_التحقق', 'עברית_loss', ('long_' + 'ŝ'.repeat(250)).slice(0, 250),
+];
+/** Metric keys of the hostile run: the names above plus ones that land in every section of the document. */
+export const HOSTILE_KEYS = [
+  ...HOSTILE_NAMES,
+  '__proto___weight_norm', 'constructor_weight_norm', '__proto___loss',
+  'weights/__proto__/mean', 'weights/constructor/toString', 'gradients/query/__proto__', 'gradients/hasOwnProperty/norm',
+  // Under hist/ but not bin_{i}/edge_{j}: other, not histograms (docs/history-mapping.md).
+  'weights/query/hist/foo', 'weights/a/b/hist/bin_0', 'weights/query/hist/bin_01',
+  'final___proto__', 'test_constructor',
+];
+/** Steps past 2^53 (MLflow's step is BIGINT): exact only as integers, never as doubles. */
+export const BIG_STEPS = ['9007199254740992', '9007199254740993', '4611686018427387904', '9223372036854775807', '-9223372036854775808'];
+
 const FINAL_KEYS = ['final_loss', 'final_val_loss', 'test_loss', 'test_recall_at_5', 'test_recall_at_10', 'test_recall_at_50', 'test_recall_at_100'];
 
 /**
@@ -253,6 +274,8 @@ const FINAL_KEYS = ['final_loss', 'final_val_loss', 'test_loss', 'test_recall_at
  *   i % 13 = 4  warmup_lr at steps -1 and 0 (a negative step)
  *   i % 17 = 6  the run is deleted (lifecycle_stage deleted)
  *   i % 9 = 0   param notes is 8000 characters
+ *   i % 19 = 8  hostile names (HOSTILE_KEYS as metrics, HOSTILE_NAMES as params and tags, a histogram
+ *               tower named __proto__) and key big_step at BIG_STEPS, where doubles would merge 2^53 and 2^53+1
  * final_/test_ metrics are logged without a step (step 0). `metrics` adds per-epoch keys (unicode,
  * 250 characters, layer_{i}/…); the quirks stay on the built-in keys. Returns the run ids, by index.
  */
@@ -326,6 +349,7 @@ export async function seedMlflowRuns(db: Queryable, opts: SeedRunsOptions): Prom
       [...p, bins],
     );
   }
+  await seedHostileRuns(db, seed, offset, runs);
   await db.query(
     `INSERT INTO params (key, value, run_uuid)
      SELECT k.key, CASE k.key WHEN 'epochs' THEN $4::text WHEN 'batch_size' THEN '2048' WHEN 'learning_rate' THEN '0.01'
@@ -352,6 +376,33 @@ export async function seedMlflowRuns(db: Queryable, opts: SeedRunsOptions): Prom
     [seed, offset, runs],
   );
   return Array.from({ length: runs }, (_, j) => runIdFor(seed, offset + j));
+}
+
+/** The hostile run of each 19 (i % 19 = 8): names as data, steps past 2^53. */
+async function seedHostileRuns(db: Queryable, seed: number, offset: number, runs: number): Promise<void> {
+  const hostile = `FROM generate_series($2::bigint, $2::bigint + $3::int - 1) AS g(i) WHERE g.i % 19 = 8`;
+  const run = `md5('run-' || $1::text || '-' || g.i)`;
+  await db.query(
+    `INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan)
+     SELECT k.key, k.n * 0.5 + s.step, 1700000000000 + g.i * 3600000 + s.step, ${run}, s.step, false
+       ${hostile.replace('WHERE', 'CROSS JOIN unnest($4::text[]) WITH ORDINALITY AS k(key, n) CROSS JOIN generate_series(0, 1) AS s(step) WHERE')}
+     UNION ALL
+     SELECT 'weights/__proto__/hist/' || p.part, p.v, 1700000000000 + g.i * 3600000, ${run}, 0, false
+       ${hostile.replace('WHERE', "CROSS JOIN (VALUES ('bin_0', 3), ('bin_1', 4), ('edge_0', -1), ('edge_1', 0), ('edge_2', 1)) AS p(part, v) WHERE")}
+     UNION ALL
+     SELECT 'big_step', b.n, 1700000000000 + g.i * 3600000 + b.n, ${run}, b.step::bigint, false
+       ${hostile.replace('WHERE', 'CROSS JOIN unnest($5::text[]) WITH ORDINALITY AS b(step, n) WHERE')}`,
+    [seed, offset, runs, HOSTILE_KEYS, BIG_STEPS],
+  );
+  await db.query(
+    `INSERT INTO params (key, value, run_uuid) SELECT k.key, 'param ' || k.key, ${run} ${hostile.replace('WHERE', 'CROSS JOIN unnest($4::text[]) AS k(key) WHERE')}
+     ON CONFLICT DO NOTHING`,
+    [seed, offset, runs, HOSTILE_NAMES],
+  );
+  await db.query(
+    `INSERT INTO tags (key, value, run_uuid) SELECT k.key, 'tag ' || k.key, ${run} ${hostile.replace('WHERE', 'CROSS JOIN unnest($4::text[]) AS k(key) WHERE')}`,
+    [seed, offset, runs, HOSTILE_NAMES],
+  );
 }
 
 /** The app table's column names, as target.appTable configures them. */
