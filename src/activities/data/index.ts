@@ -7,7 +7,7 @@ import type { Target } from '../../config/schema';
 import type { ObjectStore } from '../../ports';
 import type { CheckResult, StepContext } from '../../types';
 import { appPool, mlflowPool } from './app-table';
-import { createAuditActivities } from './audit';
+import { auditReferenceTables, createAuditActivities, referenceChecks } from './audit';
 import { createBackfillActivities } from './backfill';
 import { createCutoverActivities } from './cutover';
 import { checkManifest, createExportActivities } from './export';
@@ -61,6 +61,8 @@ export function createDataActivities(deps: DataDeps) {
             : 'step 0.5 has not recorded a verification: run it',
         },
         { name: 'raw export manifest', ...manifest },
+        // 0.7: dangling mlflow_run_id references (seed 004), by table and id.
+        ...referenceChecks(await auditReferenceTables(databases, ctx.target)),
       ];
     }),
   };

@@ -48,6 +48,17 @@ describe('data preflight, reference audit and cutover checks', () => {
     });
   });
 
+  it('the phase-0 gate lists dangling references by table and id', async () => {
+    const { checks } = await createDataActivities({ databases: w.databases, objects }).activities.checkPhase0(w.ctx());
+    const refs = checks.find((c) => c.name === 'references ml_platform_deployment.run_id')!;
+    expect(refs.ok).toBe(false);
+    expect(refs.detail).toMatch(/^1 run id\(s\) in ml_platform_deployment.run_id are not in the MLflow store: deadbeef\. /);
+    await w.app.query(`UPDATE ml_platform_deployment SET run_id = NULL WHERE run_id = 'deadbeef'`);
+    const after = await createDataActivities({ databases: w.databases, objects }).activities.checkPhase0(w.ctx());
+    expect(after.checks.find((c) => c.name === 'references ml_platform_deployment.run_id')).toMatchObject({ ok: true });
+    await w.app.query(`INSERT INTO ml_platform_deployment (run_id) VALUES ('deadbeef')`);
+  });
+
   it('cutover check fails without a cutover date, saying what to set', async () => {
     const target = { ...w.target, data: { ...w.target.data, cutoverDate: undefined } };
     const f = await failureOf(createDataActivities({ databases: w.databases, objects }).activities.checkCutover(w.ctx({ target })));
