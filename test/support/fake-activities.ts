@@ -11,6 +11,8 @@ type Fn = (...args: any[]) => Promise<unknown>;
 
 export interface Fakes {
   activities: Record<string, Fn>;
+  /** The fake app table: how many runs the batches cached (what countBackfilled reports). */
+  table: { runs: number };
   /** Every activity that acted (not planned), in order. */
   acted: string[];
   /** Make `name` fail non-retryably the next `times` times. */
@@ -41,6 +43,8 @@ export function fakeActivities(target: Target, overrides: Partial<Record<keyof A
     acted.push(name);
     return { checks: [{ name, ok: true, detail: 'ok' }] };
   };
+  // What the fake app table holds: batches add their runs, countBackfilled reads it (0.3).
+  const table = { runs: 0 };
   const names = new Set<string>(SHAPES.flatMap((shape) => stepsOf(shape).flatMap((s) => [s.activity, ...(s.undo ? [s.undo] : [])])));
   const activities: Record<string, Fn> = {};
   for (const n of names) activities[n] = step(n);
@@ -51,8 +55,10 @@ export function fakeActivities(target: Target, overrides: Partial<Record<keyof A
     backfillBatch: async (_ctx: StepContext, batch: { index: number; runs: number }) => {
       maybeFail('backfillBatch');
       acted.push(`backfillBatch#${batch.index}`);
+      table.runs += batch.runs;
       return { summary: 'ok', actions: [], facts: { runs: batch.runs, points: batch.runs * 7000 } };
     },
+    countBackfilled: async () => ({ summary: 'counted', actions: [], facts: { runs: table.runs, points: table.runs * 7000 } }),
     checkPhase0: check('checkPhase0'),
     checkExportVerified: check('checkExportVerified'),
     checkResourcesGone: check('checkResourcesGone'),
@@ -65,6 +71,7 @@ export function fakeActivities(target: Target, overrides: Partial<Record<keyof A
   return {
     activities,
     acted,
+    table,
     failNext: (name, times = 1, message = `${name} failed (injected)`) => failures.set(name, { times, message }),
   };
 }

@@ -2,6 +2,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
 import { describe, expect, it } from 'vitest';
 import { commands, MigrationInputError, startMigration } from '../../src/temporal/client';
 import type { MigrationInput } from '../../src/config/schema';
@@ -90,6 +91,31 @@ describe('mlflowDecommission', () => {
       if (process.env.RECORD_HISTORIES) {
         await recordHistory(server.env, h, 'approval-path.json');
       }
+    });
+  });
+
+  it('0.3 reports the runs the app table holds, not the sum of its attempts, after a batch is retried mid-way', async () => {
+    let lost = false;
+    const fakes = fakeActivities(demoTarget(), {
+      // Batch 3 caches 6 runs, then its worker dies; the retry resumes after them and reports only its 4.
+      backfillBatch: async (_ctx: unknown, batch: { index: number; runs: number }) => {
+        const runs = batch.index === 2 ? (lost ? batch.runs - 6 : 6) : batch.runs;
+        fakes.table.runs += runs;
+        if (batch.index === 2 && !lost) {
+          lost = true;
+          throw ApplicationFailure.retryable('worker lost mid-batch', 'TestFailure');
+        }
+        return { summary: 'ok', actions: [], facts: { runs, points: runs * 7000 } };
+      },
+    });
+    await withWorker(server.env, fakes.activities, async (tq) => {
+      const h = await start(tq, { target: uniqueTarget() });
+      for (const gate of ['phase-0', 'phase-2', 'phase-4', 'closure'] as const) await approveWhenWaiting(h, gate);
+      const result = await h.result();
+      expect(result.outcome).toBe('completed');
+      expect(result.status.facts['0.3']).toEqual({ runs: 50, points: 350_000 });
+      expect(result.status.steps.find((s) => s.id === '0.3')!.summary).toBe('50 runs migrated, holding 350000 values (this attempt wrote 44 runs)');
+      if (process.env.RECORD_HISTORIES) await recordHistory(server.env, h, 'backfill-counts-path.json');
     });
   });
 

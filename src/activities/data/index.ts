@@ -9,6 +9,7 @@ import type { CheckResult, StepContext } from '../../types';
 import { appPool, mlflowPool } from './app-table';
 import { auditReferenceTables, createAuditActivities, referenceChecks } from './audit';
 import { createBackfillActivities } from './backfill';
+import { createBackfillCountActivities } from './backfill-counts';
 import { createCutoverActivities } from './cutover';
 import { checkManifest, createExportActivities } from './export';
 import { createHistogramActivities } from './histograms';
@@ -34,6 +35,7 @@ export function createDataActivities(deps: DataDeps) {
   const { databases, objects } = deps;
   const activities = {
     ...createBackfillActivities(databases),
+    ...createBackfillCountActivities(databases),
     ...createHistogramActivities(databases),
     ...createVerifyActivities(databases, objects),
     ...createExportActivities(databases, objects),

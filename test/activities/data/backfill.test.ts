@@ -1,6 +1,7 @@
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBackfillActivities, type BackfillBatch } from '../../../src/activities/data/backfill';
+import { createBackfillCountActivities } from '../../../src/activities/data/backfill-counts';
 import { trainingMetricsSchema } from '../../../src/history/training-metrics';
 import type { StepResult } from '../../../src/types';
 import { createDataWorld, type DataWorld } from '../../fixtures/mlflow-store';
@@ -80,6 +81,20 @@ describe('backfill (0.2, 0.3)', () => {
     const { runs } = await backfillAll(w, true);
     expect(runs).toBe(30);
     expect(await histories(w)).toEqual(first);
+  });
+
+  it('counts the runs and values the app table holds (0.3 totals, whatever the attempts added up)', async () => {
+    const acts = createBackfillActivities(w.databases);
+    let points = 0;
+    for (const b of (await acts.planBackfill(w.ctx({ force: true }))).facts!.batches as BackfillBatch[]) points += Number((await acts.backfillBatch(w.ctx({ force: true }), b)).facts!.points);
+    const counts = createBackfillCountActivities(w.databases);
+    // The hostile runs (i = 8, 27) log final___proto__ and test_constructor at two steps; a final keeps its last value.
+    expect((await counts.countBackfilled(w.ctx())).facts).toEqual({ runs: 30, points: points - 2 * 2 });
+    // A crash after 12 runs, then a resumed attempt that writes the rest: the table still holds all 30.
+    await w.app.query(`UPDATE ml_platform_quicktest SET training_history_json = NULL WHERE mlflow_run_id = ANY($1)`, [[...w.runIds].sort().slice(12)]);
+    const partial = await counts.countBackfilled(w.ctx());
+    expect(partial.facts).toMatchObject({ runs: 12 });
+    expect(partial.summary).toMatch(/^12 runs cached in the app table, holding \d+ values$/);
   });
 
   it('resumes from its heartbeat cursor', async () => {
