@@ -1,5 +1,8 @@
-// Heartbeats from activities, which tests and scripts also call outside a worker:
-// Context.current() throws there, so progress is simply not reported.
+// Heartbeats and cancellation for activities, which tests and scripts also call outside a worker:
+// Context.current() throws there, so progress is simply not reported and nothing is cancelled.
+// Every activity runs inside keepAlive (see keepingAlive in ./index.ts): a timer heartbeats the
+// latest progress while any awaited call runs, and the heartbeat is also how a cancellation
+// reaches the worker, so loops over chunks check the signal between them.
 import { Context } from '@temporalio/activity';
 
 export interface BackfillProgress {
@@ -19,11 +22,64 @@ export function activityContext(): Context | undefined {
   }
 }
 
+/** The latest details each running activity reported, which the timer repeats. */
+const latest = new WeakMap<Context, unknown>();
+/** Activities whose timer is already running (a nested keepAlive adds none). */
+const beating = new WeakSet<Context>();
+
 export function heartbeat(details: unknown): void {
-  activityContext()?.heartbeat(details);
+  const ctx = activityContext();
+  if (!ctx) return;
+  latest.set(ctx, details);
+  ctx.heartbeat(details);
 }
 
 /** Details of the previous attempt's last heartbeat, when this is a retry. */
 export function lastHeartbeat<T>(): T | undefined {
   return activityContext()?.info.heartbeatDetails as T | undefined;
+}
+
+const NEVER = new AbortController().signal;
+
+/** The activity's cancellation signal; outside a worker, one that never aborts. */
+export function cancellationSignal(): AbortSignal {
+  return activityContext()?.cancellationSignal ?? NEVER;
+}
+
+/** Between chunks of a long loop: a cancelled activity stops here (the SDK reports it as cancelled). */
+export function throwIfCancelled(): void {
+  activityContext()?.cancellationSignal.throwIfAborted();
+}
+
+/**
+ * Runs `work` while a timer heartbeats the latest progress (`progress` until something newer is
+ * reported; before anything is, the previous attempt's details, so a retry's resume point is not
+ * lost). The SDK throttles what reaches the server to 0.8 × the heartbeat timeout; the timer fires
+ * at a quarter of it so a call that outlasts the timeout is never silent.
+ */
+export async function keepAlive<T>(progress: unknown, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const ctx = activityContext();
+  if (!ctx) return work(NEVER);
+  if (progress !== undefined) heartbeat(progress);
+  if (beating.has(ctx)) return work(ctx.cancellationSignal);
+  beating.add(ctx);
+  const every = Math.min(Math.max((ctx.info.heartbeatTimeoutMs ?? 40_000) / 4, 250), 10_000);
+  const timer = setInterval(() => ctx.heartbeat(latest.has(ctx) ? latest.get(ctx) : ctx.info.heartbeatDetails), every);
+  try {
+    return await work(ctx.cancellationSignal);
+  } finally {
+    clearInterval(timer);
+    beating.delete(ctx);
+  }
+}
+
+type AsyncFunctions = Record<string, (...args: never[]) => Promise<unknown>>;
+
+/** The same activities, each run inside keepAlive: one place, so no activity can go silent. */
+export function keepingAlive<A extends AsyncFunctions>(activities: A): A {
+  const out: Record<string, unknown> = Object.create(null);
+  for (const [name, fn] of Object.entries(activities)) {
+    out[name] = (...args: Parameters<typeof fn>) => keepAlive(undefined, () => fn(...args));
+  }
+  return out as A;
 }
