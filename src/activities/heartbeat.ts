@@ -54,8 +54,9 @@ export function throwIfCancelled(): void {
 /**
  * Runs `work` while a timer heartbeats the latest progress (`progress` until something newer is
  * reported; before anything is, the previous attempt's details, so a retry's resume point is not
- * lost). The SDK throttles what reaches the server to 0.8 × the heartbeat timeout; the timer fires
- * at a quarter of it so a call that outlasts the timeout is never silent.
+ * lost). The timer fires at least every second: the SDK sends the server at most one heartbeat per
+ * throttle interval (0.8 × the heartbeat timeout, capped by the worker's
+ * maxHeartbeatThrottleInterval), and a cancellation arrives only in a heartbeat's reply.
  */
 export async function keepAlive<T>(progress: unknown, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const ctx = activityContext();
@@ -63,7 +64,7 @@ export async function keepAlive<T>(progress: unknown, work: (signal: AbortSignal
   if (progress !== undefined) heartbeat(progress);
   if (beating.has(ctx)) return work(ctx.cancellationSignal);
   beating.add(ctx);
-  const every = Math.min(Math.max((ctx.info.heartbeatTimeoutMs ?? 40_000) / 4, 250), 10_000);
+  const every = Math.min(Math.max((ctx.info.heartbeatTimeoutMs ?? 4_000) / 4, 100), 1_000);
   const timer = setInterval(() => ctx.heartbeat(latest.has(ctx) ? latest.get(ctx) : ctx.info.heartbeatDetails), every);
   try {
     return await work(ctx.cancellationSignal);
