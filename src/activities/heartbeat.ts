@@ -4,6 +4,7 @@
 // latest progress while any awaited call runs, and the heartbeat is also how a cancellation
 // reaches the worker, so loops over chunks check the signal between them.
 import { Context } from '@temporalio/activity';
+import type { Duration } from '@temporalio/common';
 
 export interface BackfillProgress {
   runsDone: number;
@@ -38,6 +39,13 @@ export function heartbeat(details: unknown): void {
 export function lastHeartbeat<T>(): T | undefined {
   return activityContext()?.info.heartbeatDetails as T | undefined;
 }
+
+/**
+ * For the worker's maxHeartbeatThrottleInterval. A cancellation (a rollback during a step) reaches
+ * the activity only in the reply to a heartbeat the SDK sends, and by default it sends one per
+ * 0.8 × the heartbeat timeout (24 s at 30 s): capped, a rollback begins within seconds.
+ */
+export const MAX_HEARTBEAT_THROTTLE_INTERVAL: Duration = '1 second';
 
 const NEVER = new AbortController().signal;
 

@@ -1,7 +1,7 @@
 // Long calls never go silent, and a cancelled step stops within seconds: all of Phase 0 on the
 // real worker's activities with a 2-second heartbeat timeout, every sandbox call and every byte to
 // and from Postgres slowed; and a rollback signalled while 0.3 runs.
-import { Worker } from '@temporalio/worker';
+import { Worker, type WorkerOptions } from '@temporalio/worker';
 import { temporal } from '@temporalio/proto';
 import type { WorkflowHandle } from '@temporalio/client';
 import { mkdtempSync } from 'node:fs';
@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
 import { createDeployment } from '../../dev/deployment';
 import { createActivities } from '../../src/activities';
+import { MAX_HEARTBEAT_THROTTLE_INTERVAL } from '../../src/activities/heartbeat';
 import { createGcpClients } from '../../src/adapters/gcp/clients';
 import { createGcsObjectStore } from '../../src/adapters/gcp/gcs-object-store';
 import { createDatabases } from '../../src/adapters/postgres';
@@ -24,10 +25,10 @@ const { TIMEOUT_TYPE_HEARTBEAT } = temporal.api.enums.v1.TimeoutType;
 let n = 0;
 
 /** A seeded deployment whose worker reaches Postgres through the latency proxy and the sandbox through its latency faults. */
-async function slowDeployment(opts: { runs: number; epochs: number; interceptors: string[]; worker?: { maxHeartbeatThrottleInterval?: number } }) {
+async function slowDeployment(opts: { runs: number; epochs: number; interceptors: string[]; bytesPerSecond?: number; worker?: Pick<WorkerOptions, 'maxHeartbeatThrottleInterval'> }) {
   const name = `hb${process.pid}x${++n}`;
   const d = await createDeployment({ adminUrl: inject('pgAdminUrl'), name, dir: mkdtempSync(join(tmpdir(), 'hb-')), runs: opts.runs, epochs: opts.epochs, operationDelayMs: 500 });
-  const proxy = await startLatencyProxy(d.mlflowUrl, { latencyMs: 2, bytesPerSecond: 2_000_000 });
+  const proxy = await startLatencyProxy(d.mlflowUrl, { latencyMs: 2, bytesPerSecond: opts.bytesPerSecond ?? 2_000_000 });
   const env = { ...d.workerEnv, MLFLOW_DATABASE_URL: proxy.rewrite(d.mlflowUrl), APP_DATABASE_URL: proxy.rewrite(d.appUrl) };
   // Every Google call waits; a few wait longer than the heartbeat timeout on their own.
   for (const match of ['^POST .*/instances/[^/]+/export$', '^POST /upload/storage/v1/b/[^/]+/o']) d.sandbox.addFault({ match, latencyMs: TEST_HEARTBEAT_TIMEOUT_MS + 500, times: 2 });
@@ -93,6 +94,30 @@ describe('heartbeats under a slow database and a slow Google', () => {
       // The slowdown is real: each of these ran for longer than the heartbeat timeout.
       const longest = (type: string) => Math.max(...attempts.filter((a) => a.type === type).map((a) => a.endedAt! - a.startedAt!));
       for (const type of ['backupDatabase', 'backfillBatch', 'verifyMigration', 'exportRawTables', 'checkPhase0']) expect(longest(type), type).toBeGreaterThan(TEST_HEARTBEAT_TIMEOUT_MS);
+    } finally {
+      await d.close();
+    }
+  });
+
+  it('a rollback signalled while 0.3 backfills begins within 5 s: the batch stops at its next FETCH', async () => {
+    // The production heartbeat timeout (30 s), and the worker's cap on the SDK's heartbeat interval:
+    // without it, the cancellation arrives after the batch is done (planted: began after 15 s).
+    const d = await slowDeployment({ runs: 200, epochs: 30, interceptors: [], bytesPerSecond: 500_000, worker: { maxHeartbeatThrottleInterval: MAX_HEARTBEAT_THROTTLE_INTERVAL } });
+    try {
+      const h = await d.start({ approvals: { 'phase-0': true, 'phase-2': false, 'phase-4': false, closure: false } });
+      await waitForStatus(h, (s) => s.steps.find((x) => x.id === '0.3')?.state === 'running' || s.state === 'blocked', 60_000);
+      // Until a batch is reading: its first heartbeat carries its progress.
+      const reading = async () => (await h.describe()).raw.pendingActivities?.some((a) => a.activityType?.name === 'backfillBatch' && a.heartbeatDetails);
+      for (let i = 0; i < 200 && !(await reading()); i++) await new Promise((r) => setTimeout(r, 100));
+      const signalled = Date.now();
+      await commands.rollback(h, { by: 'alice', reason: 'heartbeat test' });
+      const status = await waitForStatus(h, (s) => s.state === 'rolling-back' || s.state === 'rolled-back', 30_000);
+      const began = Date.now() - signalled;
+      expect(status.steps.find((x) => x.id === '0.3')?.state).not.toBe('done');
+      const cancelled = (await h.fetchHistory()).events?.filter((e) => e.activityTaskCanceledEventAttributes) ?? [];
+      expect(cancelled.length, 'the backfill batch was cancelled in flight').toBeGreaterThan(0);
+      expect(began).toBeLessThan(5_000);
+      expect((await h.result()).outcome).toBe('rolled-back');
     } finally {
       await d.close();
     }
