@@ -1,6 +1,10 @@
-// Heartbeats from activities, which tests and scripts also call outside a worker:
-// Context.current() throws there, so progress is simply not reported.
+// Heartbeats and cancellation for activities, which tests and scripts also call outside a worker:
+// Context.current() throws there, so progress is simply not reported and nothing is cancelled.
+// Every activity runs inside keepAlive (see keepingAlive in ./index.ts): a timer heartbeats the
+// latest progress while any awaited call runs, and the heartbeat is also how a cancellation
+// reaches the worker, so loops over chunks check the signal between them.
 import { Context } from '@temporalio/activity';
+import type { Duration } from '@temporalio/common';
 
 export interface BackfillProgress {
   runsDone: number;
@@ -19,11 +23,72 @@ export function activityContext(): Context | undefined {
   }
 }
 
+/** The latest details each running activity reported, which the timer repeats. */
+const latest = new WeakMap<Context, unknown>();
+/** Activities whose timer is already running (a nested keepAlive adds none). */
+const beating = new WeakSet<Context>();
+
 export function heartbeat(details: unknown): void {
-  activityContext()?.heartbeat(details);
+  const ctx = activityContext();
+  if (!ctx) return;
+  latest.set(ctx, details);
+  ctx.heartbeat(details);
 }
 
 /** Details of the previous attempt's last heartbeat, when this is a retry. */
 export function lastHeartbeat<T>(): T | undefined {
   return activityContext()?.info.heartbeatDetails as T | undefined;
+}
+
+/**
+ * For the worker's maxHeartbeatThrottleInterval. A cancellation (a rollback during a step) reaches
+ * the activity only in the reply to a heartbeat the SDK sends, and by default it sends one per
+ * 0.8 × the heartbeat timeout (24 s at 30 s): capped, a rollback begins within seconds.
+ */
+export const MAX_HEARTBEAT_THROTTLE_INTERVAL: Duration = '1 second';
+
+const NEVER = new AbortController().signal;
+
+/** The activity's cancellation signal; outside a worker, one that never aborts. */
+export function cancellationSignal(): AbortSignal {
+  return activityContext()?.cancellationSignal ?? NEVER;
+}
+
+/** Between chunks of a long loop: a cancelled activity stops here (the SDK reports it as cancelled). */
+export function throwIfCancelled(): void {
+  activityContext()?.cancellationSignal.throwIfAborted();
+}
+
+/**
+ * Runs `work` while a timer heartbeats the latest progress (`progress` until something newer is
+ * reported; before anything is, the previous attempt's details, so a retry's resume point is not
+ * lost). The timer fires at least every second: the SDK sends the server at most one heartbeat per
+ * throttle interval (0.8 × the heartbeat timeout, capped by the worker's
+ * maxHeartbeatThrottleInterval), and a cancellation arrives only in a heartbeat's reply.
+ */
+export async function keepAlive<T>(progress: unknown, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const ctx = activityContext();
+  if (!ctx) return work(NEVER);
+  if (progress !== undefined) heartbeat(progress);
+  if (beating.has(ctx)) return work(ctx.cancellationSignal);
+  beating.add(ctx);
+  const every = Math.min(Math.max((ctx.info.heartbeatTimeoutMs ?? 4_000) / 4, 100), 1_000);
+  const timer = setInterval(() => ctx.heartbeat(latest.has(ctx) ? latest.get(ctx) : ctx.info.heartbeatDetails), every);
+  try {
+    return await work(ctx.cancellationSignal);
+  } finally {
+    clearInterval(timer);
+    beating.delete(ctx);
+  }
+}
+
+type AsyncFunctions = Record<string, (...args: never[]) => Promise<unknown>>;
+
+/** The same activities, each run inside keepAlive: one place, so no activity can go silent. */
+export function keepingAlive<A extends AsyncFunctions>(activities: A): A {
+  const out: Record<string, unknown> = Object.create(null);
+  for (const [name, fn] of Object.entries(activities)) {
+    out[name] = (...args: Parameters<typeof fn>) => keepAlive(undefined, () => fn(...args));
+  }
+  return out as A;
 }

@@ -7,6 +7,7 @@ import type { ObjectStore } from '../ports';
 import { createDatabaseActivities } from './database';
 import { createDataActivities } from './data';
 import { createCloudActivities } from './gcp';
+import { keepingAlive } from './heartbeat';
 import { createLifecycleActivities } from './lifecycle';
 import { isCloud } from '../shapes';
 import type { StepContext } from '../types';
@@ -25,5 +26,6 @@ export function createActivities(deps: ActivityDeps) {
   const database = createDatabaseActivities({ databases: deps.databases, objects: deps.objects });
   const cloudPreflight = async (ctx: StepContext<Target>) => (isCloud(ctx.target) ? cloud.preflight({ ...ctx, target: ctx.target }) : []);
   const lifecycle = createLifecycleActivities({ config: deps.config, objects: deps.objects, preflightChecks: [data.preflight, cloudPreflight, database.preflight] });
-  return { ...lifecycle, ...data.activities, ...cloud.activities, ...database.activities };
+  // Every activity heartbeats on a timer while it runs, whatever call it is waiting on.
+  return keepingAlive({ ...lifecycle, ...data.activities, ...cloud.activities, ...database.activities });
 }

@@ -9,9 +9,17 @@ export type Row = Record<string, any>;
 
 /**
  * Runs `sql` through a cursor in a read-only transaction and hands rows to `onRows` in chunks of
- * `fetchSize`, awaiting each so a slow consumer holds back the reads.
+ * `fetchSize`, awaiting each so a slow consumer holds back the reads. An aborted `signal` stops it
+ * before the next FETCH, throwing the signal's reason.
  */
-export async function forEachRowChunk(pool: Pool, sql: string, params: unknown[], fetchSize: number, onRows: (rows: Row[]) => Promise<void> | void): Promise<void> {
+export async function forEachRowChunk(
+  pool: Pool,
+  sql: string,
+  params: unknown[],
+  fetchSize: number,
+  onRows: (rows: Row[]) => Promise<void> | void,
+  signal?: AbortSignal,
+): Promise<void> {
   const client = await pool.connect();
   try {
     await client.query('BEGIN READ ONLY');
@@ -20,6 +28,7 @@ export async function forEachRowChunk(pool: Pool, sql: string, params: unknown[]
     await client.query('SET LOCAL extra_float_digits = 3');
     await client.query(`DECLARE history_cursor NO SCROLL CURSOR FOR ${sql}`, params);
     for (;;) {
+      signal?.throwIfAborted();
       const { rows } = await client.query(`FETCH ${Number(fetchSize)} FROM history_cursor`);
       if (rows.length) await onRows(rows);
       if (rows.length < fetchSize) break;

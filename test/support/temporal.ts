@@ -77,9 +77,15 @@ async function startTimeSkippingServer(): Promise<TestWorkflowEnvironment> {
   return env;
 }
 
-let bundle: Promise<WorkflowBundle> | undefined;
-export function workflowBundle(): Promise<WorkflowBundle> {
-  bundle ??= bundleWorkflowCode({ workflowsPath: join(process.cwd(), 'src/workflows/index.ts'), logger: new DefaultLogger('WARN') });
+const bundles = new Map<string, Promise<WorkflowBundle>>();
+/** The workflows, built once per file; `interceptorModules` (paths) are test-only workflow interceptors. */
+export function workflowBundle(interceptorModules: string[] = []): Promise<WorkflowBundle> {
+  const key = interceptorModules.join('\n');
+  let bundle = bundles.get(key);
+  if (!bundle) {
+    bundle = bundleWorkflowCode({ workflowsPath: join(process.cwd(), 'src/workflows/index.ts'), workflowInterceptorModules: interceptorModules, logger: new DefaultLogger('WARN') });
+    bundles.set(key, bundle);
+  }
   return bundle;
 }
 

@@ -43,6 +43,14 @@ describe('recorded histories', () => {
     expect(result).toBeUndefined();
   });
 
+  // What lets tests shorten the heartbeat timeout (test/support/heartbeat-timeout.ts) without a
+  // patch: a ScheduleActivityTask command is matched on its type and id, not on its timeouts.
+  it.each(files)('%s replays on code that schedules its activities with another heartbeat timeout', async (file) => {
+    const { workflowId, history } = load(file);
+    const bundle = await workflowBundle([join(process.cwd(), 'test/support/heartbeat-timeout.ts')]);
+    expect(await Worker.runReplayHistory({ workflowBundle: bundle }, history, workflowId)).toBeUndefined();
+  });
+
   it('all replay together through runReplayHistories', async () => {
     const histories = files.map(load);
     const results = [];

@@ -11,7 +11,7 @@ import { JsonBuffer, writeDocument } from '../../history/document-json';
 import type { StepContext, StepResult } from '../../types';
 import { appPool, appResource, completedWithRun, mlflowPool } from './app-table';
 import { batchActions, countScope, describeScope, FLUSH_EVERY, planBatches, type BackfillBatch } from './backfill-plan';
-import { heartbeat, lastHeartbeat, type BackfillProgress } from '../heartbeat';
+import { heartbeat, keepAlive, lastHeartbeat, type BackfillProgress } from '../heartbeat';
 import { defineShapeStep } from '../step';
 
 export type { BackfillBatch } from './backfill-plan';
@@ -32,7 +32,7 @@ export interface BackfillOutcome {
 
 /**
  * The backfill itself: run ids in [from, to] whose cache is empty (every one with force), after
- * `resumeAfter`. Heartbeats { runsDone, runsTotal, points, cursor } after each UPDATE, and every 10 s.
+ * `resumeAfter`. Heartbeats { runsDone, runsTotal, points, cursor } after each UPDATE, and on a timer.
  */
 export async function backfillRange(
   databases: Databases,
@@ -100,10 +100,10 @@ export async function backfillRange(
       FROM metrics WHERE run_uuid = ANY($1) ${histogramFilter} GROUP BY run_uuid, key
     ORDER BY 1, 2, 3`;
   // Postgres sorts the batch's metrics before the first row arrives, which on a large store can
-  // outlast the heartbeat timeout: keep heartbeating the last committed progress meanwhile.
-  const beat = setInterval(() => heartbeat({ runsDone: outcome.runs, runsTotal: runIds.length, points: outcome.points, cursor: outcome.cursor } satisfies BackfillProgress), 10_000);
-  try {
-    await forEachRowChunk(mlflowPool(databases, target), sql, [runIds], FETCH_SIZE, async (rows: Row[]) => {
+  // outlast the heartbeat timeout: keepAlive repeats the last committed progress meanwhile, and a
+  // cancelled batch (rollback) stops before its next FETCH.
+  await keepAlive(undefined, async (signal) => {
+    const each = async (rows: Row[]) => {
       for (const r of rows) {
         if (builder?.runUuid !== r.run_uuid) {
           await finish();
@@ -125,12 +125,11 @@ export async function backfillRange(
             addPoints(b, r.key, r.text);
         }
       }
-    });
+    };
+    await forEachRowChunk(mlflowPool(databases, target), sql, [runIds], FETCH_SIZE, each, signal);
     await finish();
     await flush();
-  } finally {
-    clearInterval(beat);
-  }
+  });
   outcome.missing = runIds.filter((id) => !seen.has(id));
   return outcome;
 }

@@ -13,7 +13,7 @@ import { backupRoot, shapeOf } from '../../shapes';
 import type { StepContext, StepResult } from '../../types';
 import { ALEMBIC, identifyMlflowObjects } from '../database/mlflow-tables';
 import { mlflowPool, mlflowResource } from './app-table';
-import { heartbeat } from '../heartbeat';
+import { cancellationSignal, heartbeat, throwIfCancelled } from '../heartbeat';
 import { defineShapeStep } from '../step';
 
 export interface ManifestEntry {
@@ -60,19 +60,22 @@ function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
 }
 
-async function exportTable(databases: Databases, target: Target, objects: ObjectStore, table: string, uri: string): Promise<ManifestEntry> {
+/** One table, COPY → gzip → upload; heartbeats per chunk, and a cancelled activity aborts the stream. */
+async function exportTable(databases: Databases, target: Target, objects: ObjectStore, table: string, uri: string, progress: Record<string, unknown>): Promise<ManifestEntry> {
   const hash = createHash('sha256');
   let bytes = 0;
   const tap = new Transform({
     transform(chunk: Buffer, _enc, cb) {
       hash.update(chunk);
       bytes += chunk.length;
+      heartbeat({ ...progress, table, bytes });
       cb(null, chunk);
     },
   });
   const { stream, release } = await copyOut(mlflowPool(databases, target), `COPY public.${quoteIdent(table)} TO STDOUT WITH (FORMAT csv, HEADER)`);
   try {
-    await pipeline(stream, createGzip(), tap, objects.writeStream(uri, 'application/gzip'));
+    // An aborted signal destroys every stream of the pipeline: the COPY stops and the upload is not completed.
+    await pipeline(stream, createGzip(), tap, objects.writeStream(uri, 'application/gzip'), { signal: cancellationSignal() });
     release();
   } catch (err) {
     release(err as Error);
@@ -97,7 +100,8 @@ export function createExportActivities(databases: Databases, objects: ObjectStor
         const tables = await storeTables(databases, ctx.target);
         const entries: ManifestEntry[] = [];
         for (const table of tables) {
-          entries.push(await exportTable(databases, ctx.target, objects, table, `${rawExportBase(ctx)}/${table}.csv.gz`));
+          const progress = { tablesDone: entries.length, tablesTotal: tables.length };
+          entries.push(await exportTable(databases, ctx.target, objects, table, `${rawExportBase(ctx)}/${table}.csv.gz`, progress));
           heartbeat({ tablesDone: entries.length, tablesTotal: tables.length, table });
         }
         const manifest: RawManifest = { migrationId: ctx.migrationId, createdAt: new Date().toISOString(), tables: entries };
@@ -118,18 +122,22 @@ export function createExportActivities(databases: Databases, objects: ObjectStor
 export async function checkManifest(databases: Databases, objects: ObjectStore, ctx: StepContext<Target>): Promise<{ ok: boolean; detail: string }> {
   const uri = manifestUri(ctx);
   const body = await objects.read(uri);
-  if (!body) return { ok: false, detail: `${uri} missing: run step 0.6 again` };
+  // 0.6 cannot run again inside a running migration: the way to a fresh export is a new migration.
+  const redo = 'send `rollback`, stop writes to MLflow, and start the migration again (a new migration exports afresh); `retry` the gate only once the cause is gone';
+  if (!body) return { ok: false, detail: `${uri} missing: ${redo}` };
   const manifest = JSON.parse(body.toString('utf8')) as RawManifest;
   const problems: string[] = [];
   const tables = await storeTables(databases, ctx.target);
   for (const t of tables) if (!manifest.tables.some((e) => e.table === t)) problems.push(`${t}: in the store, not in the export`);
   for (const e of manifest.tables) {
+    throwIfCancelled();
+    heartbeat({ checking: e.table });
     const now = await countRows(databases, ctx.target, e.table);
     if (now !== e.rows) problems.push(`${e.table}: ${e.rows} rows exported, ${now} in the store now`);
     const info = await objects.stat(e.uri);
     if (!info) problems.push(`${e.uri} missing`);
     else if (info.size !== e.bytes) problems.push(`${e.uri}: ${info.size} bytes, manifest says ${e.bytes}`);
   }
-  if (problems.length) return { ok: false, detail: `${problems.slice(0, 10).join('; ')}: run step 0.6 again (stop writes to MLflow first if rows keep changing)` };
+  if (problems.length) return { ok: false, detail: `${problems.slice(0, 10).join('; ')}: ${redo}` };
   return { ok: true, detail: `${manifest.tables.length} tables, ${manifest.tables.reduce((n, e) => n + e.rows, 0)} rows match the store` };
 }

@@ -7,7 +7,7 @@ import type { Target } from '../../config/schema';
 import { ErrorType, fail } from '../../errors';
 import type { ObjectStore } from '../../ports';
 import { backupUri } from '../../shapes';
-import { activityContext, heartbeat } from '../heartbeat';
+import { cancellationSignal, heartbeat } from '../heartbeat';
 import { defineShapeStep } from '../step';
 import { readJson } from './mlflow-tables';
 import { selfHosted, type ArtifactsManifest, type SelfHostedContext } from './self-hosted-server';
@@ -39,29 +39,25 @@ export function createArtifactsDirectorySteps(objects: ObjectStore) {
       if (existing && !files.length) {
         return { summary: `${dir} was already archived (${existing.files.length} files) and emptied`, actions: [], facts: { manifest: artifactsManifestUri(ctx), files: existing.files.length } };
       }
-      const beat = setInterval(() => heartbeat({ archiving: dir }), 5_000);
-      try {
-        await packDirectory(dir, files.map((f) => f.path), objects.writeStream(archiveUri(ctx), 'application/gzip'), activityContext()?.cancellationSignal);
-        // Proven from the archive's own bytes before a single file is removed.
-        const inArchive = await readArchive(objects.readStream(archiveUri(ctx)));
-        const key = (f: ArchivedFile) => `${f.path} ${f.size} ${f.sha256}`;
-        const missing = files.map(key).filter((k) => !inArchive.map(key).includes(k));
-        if (missing.length || inArchive.length !== files.length) {
-          fail(ErrorType.VerificationFailed, `the archive ${archiveUri(ctx)} does not hold ${dir} as listed (${missing.slice(0, 5).join('; ') || `${inArchive.length} entries for ${files.length} files`}): nothing was removed. Retry.`);
-        }
-        const info = (await objects.stat(archiveUri(ctx)))!;
-        const manifest: ArtifactsManifest = { takenAt: new Date().toISOString(), directory: dir, archive: archiveUri(ctx), archiveBytes: info.size, files };
-        await objects.write(artifactsManifestUri(ctx), JSON.stringify(manifest, null, 2), 'application/json');
-        await emptyDirectory(dir);
-        const bytes = files.reduce((n, f) => n + f.size, 0);
-        return {
-          summary: `archived ${files.length} files (${bytes} bytes) of ${dir} to ${archiveUri(ctx)}, verified file by file, then emptied ${dir}; manifest at ${artifactsManifestUri(ctx)}`,
-          actions: [],
-          facts: { snapshot: artifactsManifestUri(ctx), files: files.length, bytes },
-        };
-      } finally {
-        clearInterval(beat);
+      heartbeat({ archiving: dir });
+      await packDirectory(dir, files.map((f) => f.path), objects.writeStream(archiveUri(ctx), 'application/gzip'), cancellationSignal());
+      // Proven from the archive's own bytes before a single file is removed.
+      const inArchive = await readArchive(objects.readStream(archiveUri(ctx)));
+      const key = (f: ArchivedFile) => `${f.path} ${f.size} ${f.sha256}`;
+      const missing = files.map(key).filter((k) => !inArchive.map(key).includes(k));
+      if (missing.length || inArchive.length !== files.length) {
+        fail(ErrorType.VerificationFailed, `the archive ${archiveUri(ctx)} does not hold ${dir} as listed (${missing.slice(0, 5).join('; ') || `${inArchive.length} entries for ${files.length} files`}): nothing was removed. Retry.`);
       }
+      const info = (await objects.stat(archiveUri(ctx)))!;
+      const manifest: ArtifactsManifest = { takenAt: new Date().toISOString(), directory: dir, archive: archiveUri(ctx), archiveBytes: info.size, files };
+      await objects.write(artifactsManifestUri(ctx), JSON.stringify(manifest, null, 2), 'application/json');
+      await emptyDirectory(dir);
+      const bytes = files.reduce((n, f) => n + f.size, 0);
+      return {
+        summary: `archived ${files.length} files (${bytes} bytes) of ${dir} to ${archiveUri(ctx)}, verified file by file, then emptied ${dir}; manifest at ${artifactsManifestUri(ctx)}`,
+        actions: [],
+        facts: { snapshot: artifactsManifestUri(ctx), files: files.length, bytes },
+      };
     },
   });
 

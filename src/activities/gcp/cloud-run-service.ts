@@ -2,7 +2,8 @@
 // update until the service's terminal condition is Ready (a failed condition says why).
 import type { StepContext } from '../../types';
 import { pollUntil, type CloudDeps } from './common';
-import { gcpCall, gcpGet, plain, withHeartbeats } from '../../adapters/gcp/calls';
+import { gcpCall, gcpGet, plain } from '../../adapters/gcp/calls';
+import { keepAlive } from '../heartbeat';
 
 export const ROLE = 'roles/run.admin';
 
@@ -60,7 +61,8 @@ export function createCloudRunServices(deps: CloudDeps, opts: CloudRunOptions = 
   /** Waits for a long-running operation the client started, heartbeating; a failed operation throws. */
   const waitFor = async (what: string, started: Promise<[{ promise(): Promise<unknown> }, ...unknown[]]>) => {
     const [operation] = await gcpCall(what, ROLE, () => started);
-    return withHeartbeats(what, operation.promise(), 2_000);
+    // Not abandoned on cancellation: the operation goes on at Google, and a rollback must not race it.
+    return keepAlive({ waitingFor: what }, () => operation.promise());
   };
 
   /**

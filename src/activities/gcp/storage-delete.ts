@@ -5,6 +5,7 @@ import { ErrorType, fail } from '../../errors';
 import type { PlannedAction, StepContext } from '../../types';
 import { assertLabels, heartbeat, saveSnapshot, snapshotUri, type CloudDeps } from './common';
 import { gcpCall, isNotFound } from '../../adapters/gcp/calls';
+import { throwIfCancelled } from '../heartbeat';
 import { defineStep } from '../step';
 import { days, labelText, MAX_RETENTION_SECONDS, retentionNeeded, ROLE, ROLLBACK_MARGIN_SECONDS, type BucketReader, type BucketSnapshot } from './storage-bucket';
 
@@ -81,6 +82,8 @@ export function createDeleteBucketStep(deps: CloudDeps, buckets: BucketReader) {
       }
       let deleted = 0;
       for (const v of versions) {
+        // A rollback stops the deletions here; its undo restores from the snapshot taken above.
+        throwIfCancelled();
         try {
           await gcpCall(`deleting gs://${name}/${v.name}#${v.generation}`, ROLE, () => bucket.file(v.name, { generation: Number(v.generation) }).delete());
         } catch (err) {

@@ -2,7 +2,6 @@
 // naming the role to grant; throttling and outages are rethrown as they are, so Temporal retries.
 import { isNotFound, isPermissionDenied, isTransient } from './clients';
 import { ErrorType, fail } from '../../errors';
-import { heartbeat } from '../../activities/heartbeat';
 
 export { isNotFound };
 
@@ -30,17 +29,6 @@ export async function gcpGet<T>(what: string, role: string, call: () => Promise<
   } catch (err) {
     if (isNotFound(err)) return undefined;
     throw err;
-  }
-}
-
-/** Waits for a promise (a long-running operation), heartbeating while it runs. */
-export async function withHeartbeats<T>(what: string, work: Promise<T>, intervalMs = 5_000): Promise<T> {
-  heartbeat({ waitingFor: what });
-  const timer = setInterval(() => heartbeat({ waitingFor: what }), intervalMs);
-  try {
-    return await work;
-  } finally {
-    clearInterval(timer);
   }
 }
 

@@ -1,3 +1,4 @@
+import { CancelledFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBackfillActivities, type BackfillBatch } from '../../../src/activities/data/backfill';
@@ -112,5 +113,15 @@ describe('backfill (0.2, 0.3)', () => {
     expect(sorted.slice(0, 5).map((id) => h.get(id))).toEqual([null, null, null, null, null]);
     expect(sorted.slice(5).every((id) => h.get(id) !== null)).toBe(true);
     expect(beats.at(-1)).toMatchObject({ runsDone: 25, runsTotal: 25, cursor: sorted[29] });
+  });
+
+  it('a cancelled batch stops before its next FETCH and writes nothing more', async () => {
+    await w.app.query(`UPDATE ml_platform_quicktest SET training_history_json = NULL`);
+    const sorted = [...w.runIds].sort();
+    const env = new MockActivityEnvironment();
+    env.cancel();
+    const batch: BackfillBatch = { index: 0, runs: 30, fromRunId: sorted[0], toRunId: sorted[29] };
+    await expect(env.run(createBackfillActivities(w.databases).backfillBatch, w.ctx(), batch)).rejects.toBeInstanceOf(CancelledFailure);
+    expect([...(await histories(w)).values()].filter((h) => h !== null)).toEqual([]);
   });
 });

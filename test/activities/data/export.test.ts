@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
+import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDataActivities } from '../../../src/activities/data';
 import { manifestUri, type RawManifest } from '../../../src/activities/data/export';
@@ -56,7 +57,27 @@ describe('raw export (0.6) and the phase-0 gate', () => {
     ]);
     await w.mlflow.query(`INSERT INTO tags (key, value, run_uuid) VALUES ('late', 'x', $1)`, [w.runIds[0]]);
     const after = await activities.checkPhase0({ ...ctx, facts: {} });
-    expect(after.checks.find((c) => c.name === 'raw export manifest')!.detail).toMatch(/tags: \d+ rows exported, \d+ in the store now/);
+    const detail = after.checks.find((c) => c.name === 'raw export manifest')!.detail;
+    expect(detail).toMatch(/tags: \d+ rows exported, \d+ in the store now/);
+    // 0.6 cannot run again inside a running migration: the advice is what an operator can send.
+    expect(detail).toMatch(/`rollback`.*start the migration again.*`retry` the gate/);
+    expect(detail).not.toMatch(/run step 0.6/);
     expect(after.checks.find((c) => c.name === 'fidelity')!.ok).toBe(false);
+  });
+
+  it('a cancelled 0.6 stops its stream at the next chunk and writes no manifest', async () => {
+    const store = new MemoryObjectStore();
+    const { activities } = createDataActivities({ databases: w.databases, objects: store });
+    const env = new MockActivityEnvironment();
+    const beats: unknown[] = [];
+    env.on('heartbeat', (d: { bytes?: number }) => {
+      beats.push(d);
+      if (d.bytes !== undefined) env.cancel(); // the first chunk of the first table
+    });
+    const ctx = w.ctx({ migrationId: 'm-cancelled' });
+    await expect(env.run(activities.exportRawTables, ctx)).rejects.toMatchObject({ name: 'AbortError' });
+    expect(beats).toHaveLength(1);
+    expect(await store.read(manifestUri(ctx))).toBeUndefined();
+    expect([...store.objects.keys()]).toEqual([]);
   });
 });

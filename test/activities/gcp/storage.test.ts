@@ -1,5 +1,6 @@
 // 3.4 and its compensation against the sandbox, through the real @google-cloud/storage client.
-import { ApplicationFailure } from '@temporalio/common';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
+import { MockActivityEnvironment } from '@temporalio/testing';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createStorageActivities } from '../../../src/activities/gcp/storage';
 import { snapshotUri } from '../../../src/activities/gcp/common';
@@ -174,5 +175,17 @@ describe('storage activities', () => {
     expect(checks[0]).toMatchObject({ name: 'backup bucket gs://demo-backups', ok: true });
     expect(checks[1]).toMatchObject({ name: 'artifacts bucket gs://someone-elses-bucket', ok: false });
     expect(checks[1].detail).toContain('app=mlflow');
+  });
+
+  // Last: the labelled bucket it seeds would show in remaining().
+  it('a cancelled 3.4 (a rollback) stops before its next deletion', async () => {
+    seedBucket(cloud.sandbox, { name: 'cancelled-artifacts', labels: { app: 'mlflow' }, objects: { 'a.txt': 'a', 'b.txt': 'b' } });
+    const env = new MockActivityEnvironment();
+    env.cancel();
+    const before = cloud.sandbox.calls.length;
+    const run = env.run(storage().activities.deleteArtifactsBucket, context({ migrationId: 'storage-cancel' }, withArtifacts('cancelled-artifacts')));
+    await expect(run).rejects.toBeInstanceOf(CancelledFailure);
+    expect(callsSince(before).filter((c) => c.method === 'DELETE')).toEqual([]);
+    expect((await versionsOf('cancelled-artifacts')).map(([name]) => name)).toEqual(['a.txt', 'b.txt']);
   });
 });
