@@ -8,7 +8,7 @@ import { Sandbox } from '../../../dev/sandbox/server';
 import { createGcpClients } from '../../../src/adapters/gcp/clients';
 import { storageService } from '../../../dev/sandbox/services/storage';
 import { bucketAllows, grantBucket, seedBucket } from '../../../dev/sandbox/services/storage';
-import { LABEL_KEYS, OBJECT_NAMES } from '../../support/hostile-names';
+import { ENV_NAMES, LABEL_KEYS, OBJECT_NAMES, SECRET_IDS } from '../../support/hostile-names';
 import { useSandbox } from '../../support/cloud';
 
 const cloud = useSandbox('demo-project');
@@ -137,5 +137,67 @@ describe('Cloud Storage buckets', () => {
     grantBucket(cloud.sandbox, 'policy-bucket', 'user:b@example.com', 'roles/storage.objectViewer');
     expect(bucketAllows(cloud.sandbox, 'policy-bucket', 'user:a@example.com', 'storage.objects.get')).toBe(false);
     expect(bucketAllows(cloud.sandbox, 'policy-bucket', 'user:b@example.com', 'storage.objects.get')).toBe(true);
+  });
+});
+
+describe('Cloud Run names', () => {
+  const parent = 'projects/demo-project/locations/europe-central2';
+  const env = ENV_NAMES.map((name, i) => ({ name, value: `value ${i}` }));
+
+  it('labels such as "constructor" and env names such as "__proto__" come back exactly, after create and after an update', async () => {
+    const [op] = await cloud.gcp.run.createService({
+      parent,
+      serviceId: 'names-service',
+      service: { labels: labelsWith(LABEL_KEYS), template: { labels: labelsWith(['constructor']), containers: [{ image: 'hello', env }] } },
+    });
+    await op.promise();
+    const name = `${parent}/services/names-service`;
+    const [service] = await cloud.gcp.run.getService({ name });
+    expect({ ...service.labels }).toEqual(labelsWith(LABEL_KEYS));
+    expect({ ...service.template?.labels }).toEqual(labelsWith(['constructor']));
+    expect(service.template?.containers?.[0]?.env?.map((e) => [e.name, e.value])).toEqual(env.map((e) => [e.name, e.value]));
+
+    const [update] = await cloud.gcp.run.updateService({ service: { ...service, template: { ...service.template, containers: [{ image: 'hello', env: [...env].reverse() }] } } });
+    await update.promise();
+    const [after] = await cloud.gcp.run.getService({ name });
+    expect(after.template?.containers?.[0]?.env?.map((e) => e.name)).toEqual([...ENV_NAMES].reverse());
+    expect({ ...after.labels }).toEqual(labelsWith(LABEL_KEYS));
+  });
+
+  it('refuses a service ID, label key or env name Cloud Run refuses (400 INVALID_ARGUMENT)', async () => {
+    const create = (serviceId: string, service: Record<string, unknown>) => failure(cloud.gcp.run.createService({ parent, serviceId, service }));
+    for (const id of ['__proto__', 'constructor-', 'toString', 'x'.repeat(50)]) expect((await create(id, { template: { containers: [{ image: 'hello' }] } }))?.code, id).toBe(3);
+    expect((await create('bad-label', { labels: { Upper: 'x' }, template: { containers: [{ image: 'hello' }] } }))?.code).toBe(3);
+    for (const bad of ['', 'A=B', 'X_GOOGLE_THING', 'PORT']) {
+      expect((await create('bad-env', { template: { containers: [{ image: 'hello', env: [{ name: bad, value: 'v' }] }] } }))?.code, bad).toBe(3);
+    }
+    expect((await cloud.gcp.run.listServices({ parent }))[0].map((s) => s.name!.split('/').pop())).not.toContain('bad-env');
+  });
+});
+
+describe('Secret Manager names', () => {
+  it('secrets named "__proto__", "constructor", "toString" … are created, listed, versioned, read and deleted', async () => {
+    const secrets = cloud.gcp.secrets;
+    const parent = 'projects/demo-project';
+    for (const id of SECRET_IDS) {
+      await secrets.createSecret({ parent, secretId: id, secret: { replication: { automatic: {} }, labels: labelsWith(['constructor']) } });
+      await secrets.addSecretVersion({ parent: `${parent}/secrets/${id}`, payload: { data: Buffer.from(`payload of ${id}`) } });
+    }
+    const [listed] = await secrets.listSecrets({ parent, filter: 'labels.constructor=v-11' });
+    expect(listed.map((s) => s.name!.split('/').pop()).sort()).toEqual([...SECRET_IDS].sort());
+    for (const id of SECRET_IDS) {
+      const [version] = await secrets.accessSecretVersion({ name: `${parent}/secrets/${id}/versions/latest` });
+      expect(Buffer.from(version.payload!.data!).toString()).toBe(`payload of ${id}`);
+      expect({ ...(await secrets.getSecret({ name: `${parent}/secrets/${id}` }))[0].labels }).toEqual(labelsWith(['constructor']));
+    }
+    await secrets.deleteSecret({ name: `${parent}/secrets/__proto__` });
+    expect((await failure(secrets.getSecret({ name: `${parent}/secrets/__proto__` })))?.code).toBe(5);
+    expect((await secrets.getSecret({ name: `${parent}/secrets/constructor` }))[0].name).toBe(`${parent}/secrets/constructor`);
+  });
+
+  it('refuses a secret ID Secret Manager refuses', async () => {
+    for (const id of ['a.b', 'with space', 'x'.repeat(256), 'émoji']) {
+      expect((await failure(cloud.gcp.secrets.createSecret({ parent: 'projects/demo-project', secretId: id, secret: { replication: { automatic: {} } } })))?.code, id).toBe(3);
+    }
   });
 });
