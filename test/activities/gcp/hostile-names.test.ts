@@ -2,9 +2,11 @@
 // back: object names in 3.4, labels and env var names in 3.1, secret IDs in 3.6. Every name is one
 // Google accepts; each must come back exactly. Against the sandbox, through the real clients.
 import { beforeAll, describe, expect, it } from 'vitest';
+import { seedBuildTrigger } from '../../../dev/sandbox/services/cloud-build';
 import { seedCloudRunService } from '../../../dev/sandbox/services/cloud-run';
 import { seedSecret } from '../../../dev/sandbox/services/secret-manager';
 import { seedBucket } from '../../../dev/sandbox/services/storage';
+import { createCloudBuildActivities } from '../../../src/activities/gcp/cloud-build';
 import { createCloudRunActivities } from '../../../src/activities/gcp/cloud-run';
 import { createSecretsActivities } from '../../../src/activities/gcp/secrets';
 import { createStorageActivities } from '../../../src/activities/gcp/storage';
@@ -102,5 +104,20 @@ describe('3.6 and its undo act on secrets whatever their IDs', () => {
     expect((enabled.facts?.enabledVersions as string[]).length).toBe(SECRET_IDS.length * 2);
     expect(Object.values(await states())).toEqual(SECRET_IDS.map(() => 'ENABLED,ENABLED'));
     expect(Object.keys(await states()).sort()).toEqual([...SECRET_IDS].sort());
+  });
+});
+
+describe('3.3 and its undo keep every substitution', () => {
+  it('recreates the trigger with the same substitution names, an empty value included', async () => {
+    // User-defined substitutions "must begin with an underscore (_) and use only uppercase letters and numbers" (https://cloud.google.com/build/docs/configuring-builds/substitute-variable-values).
+    const substitutions = { _REGION: 'europe-central2', _EMPTY: '', _PROTO__: 'x', _0: 'zero' };
+    seedBuildTrigger(cloud.sandbox, { project: 'demo-project', name: 'mlflow-server', substitutions });
+    const build = createCloudBuildActivities({ gcp: cloud.gcp, objects: cloud.objects });
+    const ctx = context();
+    await build.activities.deleteBuildTrigger(ctx);
+    await build.activities.restoreBuildTrigger(ctx);
+    const [triggers] = await cloud.gcp.build.listBuildTriggers({ projectId: 'demo-project' });
+    expect(triggers.map((t) => t.name)).toEqual(['mlflow-server']);
+    expect({ ...triggers[0]!.substitutions }).toEqual(substitutions);
   });
 });
