@@ -8,6 +8,7 @@ import { seedSecret } from '../../../dev/sandbox/services/secret-manager';
 import { seedBucket } from '../../../dev/sandbox/services/storage';
 import { createCloudBuildActivities } from '../../../src/activities/gcp/cloud-build';
 import { createCloudRunActivities } from '../../../src/activities/gcp/cloud-run';
+import { redactEnv, restoreEnv } from '../../../src/activities/gcp/env-values';
 import { createSecretsActivities } from '../../../src/activities/gcp/secrets';
 import { createStorageActivities } from '../../../src/activities/gcp/storage';
 import { GATE_IDS, type StepContext } from '../../../src/types';
@@ -83,6 +84,15 @@ describe('3.1 and its undo keep every label key and env var name', () => {
     const envOf = (s: typeof after) => s.template!.containers![0]!.env!.map((e) => [e.name, e.value ?? null, e.valueSource?.secretKeyRef?.secret ?? null]);
     expect(envOf(after)).toEqual(envOf(before));
     expect(envOf(after)).toEqual(env.map((e) => [e.name, e.value ?? null, e.valueSource?.secretKeyRef.secret ?? null]));
+  });
+});
+
+describe('env values kept for 3.1 and 5.3', () => {
+  it('round-trip through JSON by name, and a name with no kept value gets "", never an inherited member', () => {
+    const containers = [{ name: 'c', env: ENV_NAMES.map((name, i) => ({ name, value: `v${i}` })) }];
+    const { containers: redacted, values } = redactEnv(containers);
+    expect(restoreEnv(redacted, JSON.parse(JSON.stringify(values)))).toEqual(containers);
+    expect(restoreEnv(redacted, JSON.parse('{"name:c": {}}'))[0]!.env).toEqual(ENV_NAMES.map((name) => ({ name, value: '' })));
   });
 });
 

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { Sandbox } from '../../../dev/sandbox/server';
 import { createGcpClients } from '../../../src/adapters/gcp/clients';
 import { storageService } from '../../../dev/sandbox/services/storage';
+import { seedServiceAccount } from '../../../dev/sandbox/services/iam';
 import { bucketAllows, grantBucket, seedBucket } from '../../../dev/sandbox/services/storage';
 import { ENV_NAMES, LABEL_KEYS, OBJECT_NAMES, SECRET_IDS } from '../../support/hostile-names';
 import { useSandbox } from '../../support/cloud';
@@ -199,5 +200,24 @@ describe('Secret Manager names', () => {
     for (const id of ['a.b', 'with space', 'x'.repeat(256), 'émoji']) {
       expect((await failure(cloud.gcp.secrets.createSecret({ parent: 'projects/demo-project', secretId: id, secret: { replication: { automatic: {} } } })))?.code, id).toBe(3);
     }
+  });
+});
+
+describe('IAM and BigQuery look-ups by name', () => {
+  const status = (e: unknown) => (e as { status?: number; code?: number; response?: { status?: number } } | undefined)?.response?.status ?? (e as { code?: number })?.code;
+
+  it('a service account addressed as "constructor" or "toString" is not found, and deleting one changes nothing', async () => {
+    seedServiceAccount(cloud.sandbox, { project: 'demo-project', email: 'kept-sa@demo-project.iam.gserviceaccount.com' });
+    const accounts = cloud.gcp.iam.projects.serviceAccounts;
+    for (const id of ['constructor', 'toString', '__proto__']) {
+      expect(status(await failure(accounts.get({ name: `projects/demo-project/serviceAccounts/${id}` }))), id).toBe(404);
+      expect(status(await failure(accounts.delete({ name: `projects/demo-project/serviceAccounts/${id}` }))), id).toBe(404);
+    }
+    const { data } = await accounts.get({ name: 'projects/demo-project/serviceAccounts/kept-sa@demo-project.iam.gserviceaccount.com' });
+    expect(data.email).toBe('kept-sa@demo-project.iam.gserviceaccount.com');
+  });
+
+  it('a query job named like an Object.prototype member is not found', async () => {
+    for (const id of ['constructor', 'toString', '__proto__']) expect(status(await failure(cloud.gcp.bigquery.job(id).getQueryResults())), id).toBe(404);
   });
 });
