@@ -3,7 +3,10 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { describe, expect, inject, it } from 'vitest';
+import { createDatabase } from '../../../dev/postgres';
+import { seedSqlInstance } from '../../../dev/sandbox/services/cloud-sql';
 import { Sandbox } from '../../../dev/sandbox/server';
 import { createGcpClients } from '../../../src/adapters/gcp/clients';
 import { storageService } from '../../../dev/sandbox/services/storage';
@@ -219,5 +222,52 @@ describe('IAM and BigQuery look-ups by name', () => {
 
   it('a query job named like an Object.prototype member is not found', async () => {
     for (const id of ['constructor', 'toString', '__proto__']) expect(status(await failure(cloud.gcp.bigquery.job(id).getQueryResults())), id).toBe(404);
+  });
+});
+
+describe('Cloud SQL database names', () => {
+  async function waitDone(name: string) {
+    for (;;) {
+      const [op] = await cloud.gcp.sqlOperations.get({ project: 'demo-project', operation: name });
+      if (op.status === 'DONE' || op.status === 3) return op;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+  const rowsOf = async (url: string) => {
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      return (await client.query<{ v: string }>('SELECT v FROM t ORDER BY v')).rows.map((r) => r.v);
+    } catch {
+      return [];
+    } finally {
+      await client.end();
+    }
+  };
+
+  it('a final backup keeps, and a restore brings back, databases named "__proto__" and "constructor"', async () => {
+    // PostgreSQL takes any identifier, quoted: these are names a Cloud SQL user may give a database.
+    const names = ['__proto__', 'constructor'];
+    const urls = new Map<string, string>();
+    for (const db of names) {
+      const url = await createDatabase(inject('pgAdminUrl'), `names_${db.replace(/_/g, 'u')}_${process.pid}`);
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      await client.query(`DROP TABLE IF EXISTS t; CREATE TABLE t (v text); INSERT INTO t VALUES ('row of ${db}')`);
+      await client.end();
+      urls.set(db, url);
+    }
+    seedSqlInstance(cloud.sandbox, { project: 'demo-project', name: 'names-db', region: 'europe-central2', databases: names, backing: Object.fromEntries(urls) });
+
+    const [deleting] = await cloud.gcp.sqlInstances.delete({ project: 'demo-project', instance: 'names-db', enableFinalBackup: true, finalBackupTtlDays: 7 });
+    const deleted = await waitDone(deleting.name!);
+    expect(deleted.error).toBeFalsy();
+    for (const db of names) expect(await rowsOf(urls.get(db)!), db).toEqual([]);
+
+    const [backups] = await cloud.gcp.sqlBackups.listBackups({ parent: 'projects/demo-project', filter: 'instance:names-db AND type:FINAL' });
+    const [restoring] = await cloud.gcp.sqlInstances.restoreBackup({ project: 'demo-project', instance: 'names-db-restored', body: { backup: backups.at(-1)!.name } });
+    const restored = await waitDone(restoring.name!);
+    expect(restored.error).toBeFalsy();
+    for (const db of names) expect(await rowsOf(urls.get(db)!), db).toEqual([`row of ${db}`]);
   });
 });
