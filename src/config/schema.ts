@@ -15,6 +15,23 @@ const sqlIdentifier = z.string().regex(/^[a-z_][a-z0-9_]*$/, 'expected a lower-c
 const duration = z.string().refine((v) => durationMs(v) > 0, 'expected a duration such as "7 days", "36h" or "90s"');
 const bucketName = z.string().regex(/^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$/, 'expected a bucket name without gs://');
 
+/**
+ * A map keyed by names the operator chose. z.record skips a "__proto__" key without a word, so it is
+ * refused here instead (a name is kept or refused, never lost); the result has no prototype, so a
+ * lookup by a name the operator typed never finds an inherited member such as "constructor".
+ */
+function namedRecord<V extends z.ZodType>(key: z.ZodType<string>, value: V) {
+  const record = z.record(key, value);
+  return z
+    .preprocess((input: z.input<typeof record>, ctx) => {
+      if (input && typeof input === 'object' && Object.hasOwn(input, '__proto__')) {
+        ctx.addIssue({ code: 'custom', message: `"__proto__" is not an allowed name here`, input });
+      }
+      return input;
+    }, record)
+    .transform((r) => Object.assign(Object.create(null) as Record<string, z.output<V>>, r));
+}
+
 export const approvalsSchema = z
   .object(Object.fromEntries(GATE_IDS.map((g) => [g, z.boolean().optional()])) as Record<GateId, z.ZodOptional<z.ZodBoolean>>)
   .strict();
@@ -51,7 +68,7 @@ export const cloudTargetSchema = z
       })
       .strict(),
     /** Labels every MLflow resource carries; a step refuses a resource without them, and 5.5 looks for leftovers by them. */
-    labels: z.record(z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/), z.string()).refine((l) => Object.keys(l).length > 0, 'name at least one label').default({ app: 'mlflow' }),
+    labels: namedRecord(z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/), z.string()).refine((l) => Object.keys(l).length > 0, 'name at least one label').default({ app: 'mlflow' }),
     cloudRun: z
       .object({
         mlflowService: z.string().default('mlflow-server'),
@@ -212,7 +229,7 @@ export type SelfHostedTarget = z.infer<typeof selfHostedTargetSchema>;
 export const configFileSchema = z
   .object({
     $schema: z.string().optional(),
-    targets: z.record(z.string().regex(/^[a-z][a-z0-9-]{0,40}$/, 'expected a target name of lower-case letters, digits and hyphens'), targetSchema),
+    targets: namedRecord(z.string().regex(/^[a-z][a-z0-9-]{0,40}$/, 'expected a target name of lower-case letters, digits and hyphens'), targetSchema),
   })
   .strict();
 export type ConfigFile = z.infer<typeof configFileSchema>;

@@ -3,6 +3,7 @@
 // engine: it recognises the billing query by its marker comment and evaluates it over seeded
 // billing-export rows with the query's named parameters.
 import { badRequest, notFound, type SandboxCore, type ServiceModule } from '../server';
+import { asDict, dict, own } from '../names';
 
 /** The first line of the query src/activities/billing.ts sends (its BILLING_QUERY_MARKER); the sandbox evaluates only that query. */
 export const BILLING_QUERY_MARKER = '-- mlflow-decommission:billing-since-deletion';
@@ -30,8 +31,12 @@ interface BigQueryState {
 }
 
 function bqState(core: SandboxCore): BigQueryState {
-  core.state.bigquery ??= { tables: {}, jobs: {} };
-  return core.state.bigquery as BigQueryState;
+  core.state.bigquery ??= { tables: dict(), jobs: dict() };
+  const st = core.state.bigquery as BigQueryState;
+  // Table and job IDs come from requests: dictionaries without a prototype, also after a reload.
+  st.tables = asDict(st.tables);
+  st.jobs = asDict(st.jobs);
+  return st;
 }
 
 function params(list: QueryParameter[] = []): Record<string, string | string[]> {
@@ -44,7 +49,7 @@ function params(list: QueryParameter[] = []): Record<string, string | string[]> 
 function evaluateBilling(core: SandboxCore, query: string, p: Record<string, string | string[]>) {
   const table = /FROM\s+`([^`]+)`/i.exec(query)?.[1];
   if (!table) throw badRequest('the billing query names no table');
-  const rows = bqState(core).tables[table];
+  const rows = own(bqState(core).tables, table);
   if (!rows) throw notFound(`Not found: Table ${table.replace('.', ':')} was not found in location US`);
   const since = Date.parse(String(p.since));
   if (Number.isNaN(since)) throw badRequest(`Could not cast literal "${p.since}" to type TIMESTAMP`);
@@ -118,7 +123,7 @@ export const bigqueryService: ServiceModule = (core) => [
     method: 'GET',
     path: /^\/bigquery\/v2\/projects\/([^/]+)\/queries\/([^/]+)$/,
     handle: (req) => {
-      const job = bqState(core).jobs[req.params[1]];
+      const job = own(bqState(core).jobs, req.params[1]!);
       if (!job) throw notFound(`Not found: Job ${req.params[0]}:${req.params[1]}`);
       return { json: { ...job, kind: 'bigquery#getQueryResultsResponse' } };
     },

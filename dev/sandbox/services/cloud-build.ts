@@ -21,7 +21,7 @@ function newTrigger(project: string, location: string, body: Record<string, any>
   return { ...spec, id, createTime: new Date().toISOString(), resourceName: `projects/${project}/locations/${location}/triggers/${id}` };
 }
 
-export function seedBuildTrigger(core: SandboxCore, s: { project: string; name: string; region?: 'global' }): Record<string, any> {
+export function seedBuildTrigger(core: SandboxCore, s: { project: string; name: string; region?: 'global'; substitutions?: Record<string, string> }): Record<string, any> {
   const location = s.region ?? 'global';
   const trigger = newTrigger(s.project, location, {
     name: s.name,
@@ -29,7 +29,7 @@ export function seedBuildTrigger(core: SandboxCore, s: { project: string; name: 
     github: { owner: 'example', name: 'b2b-recs', push: { branch: '^main$' } },
     filename: `${s.name.replace(/-server$/, '')}_server/cloudbuild.yaml`,
     includedFiles: ['mlflow_server/**'],
-    substitutions: { _REGION: 'europe-central2' },
+    substitutions: s.substitutions ?? { _REGION: 'europe-central2' },
   });
   buildState(core).triggers[`${s.project}/${location}/${trigger.id}`] = trigger;
   core.save();

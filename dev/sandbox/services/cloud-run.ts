@@ -3,6 +3,7 @@
 // done after core.operationDelayMs, polled through GET /v2/projects/*/locations/*/operations/*.
 import { randomUUID } from 'node:crypto';
 import { withEnumNames } from './enum-names';
+import { checkLabels } from '../names';
 import { badRequest, conflict, isDue, notFound, type Route, type SandboxCore, type ServiceModule } from '../server';
 
 /** A Service from a request body, enums as names (the client sends numbers). */
@@ -53,6 +54,26 @@ interface RunState {
   policies: Record<string, { version: number; etag: string; bindings: Array<{ role: string; members: string[] }> }>;
   /** Revision names each service has had, for REVISION traffic targets. */
   revisions: Record<string, string[]>;
+}
+
+/** service_id: "It must begin with letter, and cannot end with hyphen; must contain fewer than 50 characters" (google/cloud/run/v2/service.proto). */
+function checkServiceId(id: string): void {
+  if (!/^[a-z]([a-z0-9-]{0,47}[a-z0-9])?$/.test(id)) throw badRequest(`Invalid service_id ${JSON.stringify(id)}: it must begin with a lower-case letter, contain only lower-case letters, digits and hyphens, not end with a hyphen, and have fewer than 50 characters.`);
+}
+
+/** Env var names Cloud Run refuses (https://cloud.google.com/run/docs/configuring/services/overview-environment-variables): empty, with "=", the X_GOOGLE_ prefix, the container contract's reserved names, over 32768 characters (k8s.min.proto EnvVar.name). */
+const RESERVED_ENV = new Set(['PORT', 'K_SERVICE', 'K_REVISION', 'K_CONFIGURATION']);
+function checkSpecNames(spec: Record<string, any>, service: string): void {
+  checkLabels(spec.labels, `service ${service}`);
+  checkLabels(spec.template?.labels, `service ${service} template`);
+  for (const c of (spec.template?.containers ?? []) as Array<Record<string, any>>) {
+    for (const e of (c.env ?? []) as Array<Record<string, any>>) {
+      const name = e.name;
+      if (typeof name !== 'string' || !name || name.includes('=') || name.startsWith('X_GOOGLE_') || RESERVED_ENV.has(name) || name.length > 32_768) {
+        throw badRequest(`spec.template.containers[].env: the environment variable name ${JSON.stringify(name)} is not allowed (empty, contains "=", starts with X_GOOGLE_, is reserved, or is too long).`);
+      }
+    }
+  }
 }
 
 function runState(core: SandboxCore): RunState {
@@ -284,9 +305,11 @@ export const cloudRunService: ServiceModule = (core) => {
         settleDue();
         const id = req.query.get('serviceId') ?? req.query.get('service_id');
         if (!id) throw notFound('serviceId');
+        checkServiceId(id);
         const name = `${req.params[0]}/services/${id}`;
         if (st().services[name]) throw conflict(`Resource '${id}'`);
         const body = serviceBody(req);
+        checkSpecNames(body, id);
         checkTraffic(name, body.traffic);
         const ready = materialise(name, body, undefined);
         st().services[name] = { ...ready, reconciling: true, latestReadyRevision: '', terminalCondition: RECONCILING() };
@@ -306,6 +329,7 @@ export const cloudRunService: ServiceModule = (core) => {
         const mask = req.query.get('updateMask') ?? req.query.get('update_mask');
         // Without a mask the body replaces the spec; with one, only the named top-level fields change.
         const spec = mask ? { ...previous, ...Object.fromEntries(mask.split(',').map((f) => [f.split('.')[0], body[f.split('.')[0]]])) } : body;
+        checkSpecNames(spec, name.split('/').pop()!);
         checkTraffic(name, spec.traffic);
         const updated = materialise(name, spec, previous);
         st().services[name] = { ...previous, reconciling: true, terminalCondition: RECONCILING() };

@@ -12,6 +12,7 @@ import { ApiError, badRequest, conflict, failedPrecondition, isDue, notFound, re
 import { withEnumNames } from './enum-names';
 import { dropData, dumpToBuffer, loadDump } from './postgres-dump';
 import { bucketAllows, liveObjectBody, putObjectFor } from './storage';
+import { dict, own } from '../names';
 
 const SQL = '@google-cloud/sql';
 const bodyOf = <T = Record<string, any>>(req: { json(): unknown }, type: string): T => withEnumNames(SQL, `google.cloud.sql.v1.${type}`, req.json());
@@ -261,7 +262,8 @@ export const cloudSqlService: ServiceModule = (core) => {
           // The final backup holds every database and user, and outlives the instance
           // (https://cloud.google.com/sql/docs/postgres/backup-recovery/final-backup).
           const id = core.nextId('final').replace(/[^a-z0-9-]/g, '');
-          const dumps: Record<string, string> = {};
+          // Database names are the user's ("__proto__" is a valid PostgreSQL name): a dictionary without a prototype.
+          const dumps = dict<string>();
           for (const db of databases) {
             const url = backingOf(op.project, op.instance, db);
             if (!url) continue;
@@ -363,7 +365,8 @@ export const cloudSqlService: ServiceModule = (core) => {
           if (!url) continue;
           st().backing[`${k}/${db}`] = url;
           await dropData(url);
-          const dump = backup.dumps?.[db] ? readBlob(core, backup.dumps[db]) : undefined;
+          const blob = own(backup.dumps, db);
+          const dump = blob ? readBlob(core, blob) : undefined;
           if (dump) await loadDump(url, dump, { gzip: true });
         }
         instance.state = 'RUNNABLE';

@@ -2,6 +2,7 @@
 // create, delete and undelete. As in IAM, a deleted account keeps its uniqueId and can be undeleted
 // by that id for 30 days; after that it is gone for good.
 import { randomInt, randomUUID } from 'node:crypto';
+import { asDict, dict, own } from '../names';
 import { ApiError, badRequest, conflict, notFound, type Route, type SandboxCore, type ServiceModule } from '../server';
 
 const UNDELETE_WINDOW_MS = 30 * 86_400_000;
@@ -12,8 +13,11 @@ interface IamState {
 }
 
 function iamState(core: SandboxCore): IamState {
-  core.state.iam ??= { accounts: {}, deleted: [] };
-  return core.state.iam as IamState;
+  core.state.iam ??= { accounts: dict(), deleted: [] };
+  const st = core.state.iam as IamState;
+  // Accounts are looked up by the email or uniqueId a request names: no inherited member may answer.
+  st.accounts = asDict(st.accounts);
+  return st;
 }
 
 function newAccount(project: string, email: string, displayName?: string, description?: string): Record<string, any> {
@@ -46,7 +50,7 @@ export function ageDeletedServiceAccount(core: SandboxCore, email: string, days:
 export const iamService: ServiceModule = (core) => {
   const st = () => iamState(core);
   /** Accounts are addressed by email or uniqueId; the project segment may be "-". */
-  const find = (id: string) => st().accounts[id] ?? Object.values(st().accounts).find((a) => a.uniqueId === id);
+  const find = (id: string) => own(st().accounts, id) ?? Object.values(st().accounts).find((a) => a.uniqueId === id);
   const ACCOUNTS = /^\/v1\/projects\/([^/]+)\/serviceAccounts$/;
   const ACCOUNT = /^\/v1\/projects\/([^/]+)\/serviceAccounts\/([^/:]+)$/;
 

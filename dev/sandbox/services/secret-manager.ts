@@ -3,6 +3,7 @@
 // list/get/add/access/disable/enable/destroy. Payloads are stored in the state (they are tiny).
 import { createHash } from 'node:crypto';
 import { ApiError, badRequest, conflict, failedPrecondition, notFound, type Route, type SandboxCore, type ServiceModule } from '../server';
+import { checkLabels, own } from '../names';
 import { crc32cBase64 } from './storage';
 
 interface VersionRecord {
@@ -97,7 +98,7 @@ export const secretManagerService: ServiceModule = (core) => {
         const terms = [...filter.matchAll(/labels\.([a-z0-9_-]+)\s*[=:]\s*"?([^\s"]*)"?/g)];
         const all = Object.values(secretsState(core))
           .filter((s) => s.secret.name.startsWith(prefix))
-          .filter((s) => terms.every(([, k, v]) => s.secret.labels?.[k] === v))
+          .filter((s) => terms.every(([, k, v]) => own(s.secret.labels, k!) === v))
           .map((s) => s.secret);
         const p = page(all, req.query.get('pageSize'), req.query.get('pageToken'));
         return { json: { secrets: p.items, totalSize: all.length, ...(p.nextPageToken ? { nextPageToken: p.nextPageToken } : {}) } };
@@ -109,10 +110,14 @@ export const secretManagerService: ServiceModule = (core) => {
       handle: (req) => {
         const id = req.query.get('secretId');
         if (!id) throw badRequest('secretId is required');
+        // "A secret ID is a string with a maximum length of 255 characters and can contain uppercase and
+        // lowercase letters, numerals, and the hyphen (-) and underscore (_) characters" (secretmanager/v1/service.proto).
+        if (!/^[A-Za-z0-9_-]{1,255}$/.test(id)) throw badRequest(`Invalid secret_id ${JSON.stringify(id)}: at most 255 letters, digits, hyphens and underscores.`);
         const name = secretName(req.params[0], id);
         const all = secretsState(core);
         if (all[name]) throw conflict(`Secret [${name}]`);
         const body = req.json();
+        checkLabels(body.labels, `secret ${id}`);
         all[name] = { secret: { name, replication: body.replication ?? { automatic: {} }, createTime: new Date().toISOString(), labels: body.labels ?? {}, etag: etag() }, versions: [] };
         return { json: all[name].secret };
       },

@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import { appendFileSync, existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { asDict, checkLabels, dict, own } from '../names';
 import { ApiError, badRequest, conflict, notFound, readBlob, writeBlob, type Reply, type Route, type SandboxCore, type SandboxRequest, type ServiceModule } from '../server';
 
 const DEFAULT_SOFT_DELETE_SECONDS = 7 * 86_400;
@@ -37,9 +38,42 @@ interface StorageState {
 }
 
 function storageState(core: SandboxCore): StorageState {
-  core.state.storage ??= { seq: 0, buckets: {}, deleted: [], uploads: {} };
-  return core.state.storage as StorageState;
+  core.state.storage ??= { seq: 0, buckets: dict(), deleted: [], uploads: dict() };
+  const st = core.state.storage as StorageState;
+  // Bucket names are user-chosen ("constructor" is one): dictionaries without a prototype, also after a reload.
+  st.buckets = asDict(st.buckets);
+  st.uploads = asDict(st.uploads);
+  return st;
 }
+
+// "Bucket names can only contain lowercase letters, numeric characters, dashes (-), underscores (_),
+// and dots (.) … must start and end with a number or letter … 3-63 characters. Names containing dots
+// can contain up to 222 characters, but each dot-separated component can be no longer than 63
+// characters … cannot begin with the "goog" prefix" (https://cloud.google.com/storage/docs/buckets#naming).
+function checkBucketName(name: unknown): asserts name is string {
+  const ok =
+    typeof name === 'string' &&
+    /^[a-z0-9][a-z0-9._-]*[a-z0-9]$/.test(name) &&
+    name.length >= 3 &&
+    name.length <= (name.includes('.') ? 222 : 63) &&
+    name.split('.').every((part) => part.length > 0 && part.length <= 63) &&
+    !name.startsWith('goog') &&
+    !/g(o|0)(o|0)gle/.test(name);
+  if (!ok) throw new ApiError(400, 'INVALID_ARGUMENT', `Invalid bucket name: ${JSON.stringify(name)}`, 'invalid');
+}
+
+// "Object names can contain any sequence of valid Unicode characters, of length 1-1024 bytes when
+// UTF-8 encoded … cannot contain Carriage Return or Line Feed characters … cannot start with
+// .well-known/acme-challenge/ … cannot be named . or .." (https://cloud.google.com/storage/docs/objects#naming).
+function checkObjectName(name: unknown): asserts name is string {
+  if (typeof name !== 'string' || !name) throw badRequest('object name is required');
+  const bytes = Buffer.byteLength(name, 'utf8');
+  const ok = bytes <= 1024 && !/[\r\n]/.test(name) && name !== '.' && name !== '..' && !name.startsWith('.well-known/acme-challenge/') && Buffer.from(name, 'utf8').toString('utf8') === name;
+  if (!ok) throw new ApiError(400, 'INVALID_ARGUMENT', `The specified object name is not valid: ${JSON.stringify(name.slice(0, 80))}${bytes > 1024 ? ` (${bytes} bytes; at most 1024)` : ''}`, 'invalid');
+}
+
+/** Object names in listing order: lexicographic by their UTF-8 bytes, not by JavaScript's UTF-16 units. */
+const byName = (x: string, y: string) => Buffer.compare(Buffer.from(x, 'utf8'), Buffer.from(y, 'utf8'));
 
 /** A generation: microseconds since the epoch, strictly increasing, as GCS issues them. */
 function nextGeneration(st: StorageState): string {
@@ -122,7 +156,7 @@ function dropBlob(core: SandboxCore, blob: string): void {
 }
 
 function bucketOf(st: StorageState, name: string): BucketRecord {
-  const b = st.buckets[name];
+  const b = own(st.buckets, name);
   if (!b) throw notFound(`bucket ${name}`);
   return b;
 }
@@ -133,7 +167,7 @@ const isSoftDeleted = (o: ObjectRecord) => !!o.meta.softDeleteTime;
 /** Stores a new live version; the previous live one becomes noncurrent (versioning) or is deleted. */
 function putObject(core: SandboxCore, st: StorageState, bucketName: string, name: string, data: Buffer, meta: Record<string, any>, query: URLSearchParams): Record<string, any> {
   const bucket = bucketOf(st, bucketName);
-  if (!name) throw badRequest('object name is required');
+  checkObjectName(name);
   const current = bucket.objects.find((o) => o.meta.name === name && isLive(o));
   const ifGen = query.get('ifGenerationMatch');
   if (ifGen !== null && (ifGen === '0' ? !!current : current?.meta.generation !== ifGen)) {
@@ -207,22 +241,22 @@ function policyOf(b: BucketRecord): NonNullable<BucketRecord['policy']> {
 }
 
 /** Object permissions of the predefined roles (https://cloud.google.com/storage/docs/access-control/iam-roles). */
-const ROLE_PERMISSIONS: Record<string, string[]> = {
-  'roles/storage.admin': ['storage.objects.get', 'storage.objects.list', 'storage.objects.create', 'storage.objects.delete'],
-  'roles/storage.objectAdmin': ['storage.objects.get', 'storage.objects.list', 'storage.objects.create', 'storage.objects.delete'],
-  'roles/storage.objectUser': ['storage.objects.get', 'storage.objects.list', 'storage.objects.create', 'storage.objects.delete'],
-  'roles/storage.objectViewer': ['storage.objects.get', 'storage.objects.list'],
-  'roles/storage.objectCreator': ['storage.objects.create'],
-  'roles/storage.legacyBucketReader': ['storage.objects.list'],
-  'roles/storage.legacyObjectReader': ['storage.objects.get'],
-  'roles/storage.legacyBucketWriter': ['storage.objects.list', 'storage.objects.create', 'storage.objects.delete'],
-};
+const ROLE_PERMISSIONS = new Map<string, string[]>([
+  ['roles/storage.admin', ['storage.objects.get', 'storage.objects.list', 'storage.objects.create', 'storage.objects.delete']],
+  ['roles/storage.objectAdmin', ['storage.objects.get', 'storage.objects.list', 'storage.objects.create', 'storage.objects.delete']],
+  ['roles/storage.objectUser', ['storage.objects.get', 'storage.objects.list', 'storage.objects.create', 'storage.objects.delete']],
+  ['roles/storage.objectViewer', ['storage.objects.get', 'storage.objects.list']],
+  ['roles/storage.objectCreator', ['storage.objects.create']],
+  ['roles/storage.legacyBucketReader', ['storage.objects.list']],
+  ['roles/storage.legacyObjectReader', ['storage.objects.get']],
+  ['roles/storage.legacyBucketWriter', ['storage.objects.list', 'storage.objects.create', 'storage.objects.delete']],
+]);
 
 /** Whether `member` (e.g. "serviceAccount:x@y") holds `permission` on the bucket through its IAM policy. */
 export function bucketAllows(core: SandboxCore, bucket: string, member: string, permission: string): boolean {
-  const b = storageState(core).buckets[bucket];
+  const b = own(storageState(core).buckets, bucket);
   if (!b) return false;
-  return policyOf(b).bindings.some((x) => x.members.includes(member) && (ROLE_PERMISSIONS[x.role] ?? []).includes(permission));
+  return policyOf(b).bindings.some((x) => x.members.includes(member) && (ROLE_PERMISSIONS.get(x.role) ?? []).includes(permission));
 }
 
 /** Grants `role` on a bucket to `member`, as an operator would before the migration (tests, the demo). */
@@ -244,7 +278,7 @@ export function putObjectFor(core: SandboxCore, bucket: string, name: string, da
 
 /** The live version's bytes of gs://bucket/name, or undefined. */
 export function liveObjectBody(core: SandboxCore, bucket: string, name: string): Buffer | undefined {
-  const o = storageState(core).buckets[bucket]?.objects.find((x) => x.meta.name === name && isLive(x));
+  const o = own(storageState(core).buckets, bucket)?.objects.find((x) => x.meta.name === name && isLive(x));
   return o ? readBlob(core, o.blob) : undefined;
 }
 
@@ -326,7 +360,9 @@ export const storageService: ServiceModule = (core) => {
         const project = req.query.get('project');
         if (!project) throw badRequest('project is required');
         if (!body.name) throw badRequest('bucket name is required');
-        if (s.buckets[body.name]) throw conflict(`bucket ${body.name}`);
+        checkBucketName(body.name);
+        checkLabels(body.labels, `bucket ${body.name}`);
+        if (own(s.buckets, body.name)) throw conflict(`bucket ${body.name}`);
         const bucket = newBucket(core, s, body.name, project, body);
         s.buckets[body.name] = bucket;
         return { json: publicBucket(bucket) };
@@ -363,11 +399,14 @@ export const storageService: ServiceModule = (core) => {
         const b = bucketOf(st(), req.params[0]);
         const body = req.json();
         if (body.labels) {
-          const labels = { ...b.meta.labels };
+          checkLabels(body.labels, `bucket ${b.meta.name}`);
+          // A label key is a name: merged in a dictionary without a prototype.
+          const labels = dict<unknown>(Object.entries(b.meta.labels ?? {}));
           for (const [k, v] of Object.entries(body.labels)) {
             if (v === null) delete labels[k];
             else labels[k] = v;
           }
+          checkLabels(labels, `bucket ${b.meta.name}`);
           b.meta.labels = labels;
         }
         if (body.versioning) b.meta.versioning = body.versioning;
@@ -413,7 +452,7 @@ export const storageService: ServiceModule = (core) => {
         if (!gen) throw badRequest('generation is required to restore a bucket');
         const b = s.deleted.find((b) => b.meta.name === name && b.meta.generation === gen);
         if (!b) throw notFound(`soft-deleted bucket ${name} generation ${gen}`);
-        if (s.buckets[name]) throw conflict(`bucket ${name}`);
+        if (own(s.buckets, name)) throw conflict(`bucket ${name}`);
         s.deleted.splice(s.deleted.indexOf(b), 1);
         delete b.meta.softDeleteTime;
         delete b.meta.hardDeleteTime;
@@ -437,7 +476,7 @@ export const storageService: ServiceModule = (core) => {
         const matching = b.objects
           .filter((o) => (softDeleted ? isSoftDeleted(o) : versions ? !isSoftDeleted(o) : isLive(o)))
           .filter((o) => o.meta.name.startsWith(prefix))
-          .sort((x, y) => (x.meta.name === y.meta.name ? Number(BigInt(x.meta.generation) - BigInt(y.meta.generation)) : x.meta.name < y.meta.name ? -1 : 1));
+          .sort((x, y) => (x.meta.name === y.meta.name ? Number(BigInt(x.meta.generation) - BigInt(y.meta.generation)) : byName(x.meta.name, y.meta.name)));
         const prefixes = new Set<string>();
         const items = matching.filter((o) => {
           if (!delimiter) return true;
@@ -553,7 +592,7 @@ export const storageService: ServiceModule = (core) => {
         if (type === 'resumable') {
           const meta = req.json();
           const name = req.query.get('name') ?? meta.name;
-          if (!name) throw badRequest('object name is required');
+          checkObjectName(name);
           const id = core.nextId('upload');
           s.uploads[id] = { bucket, name, metadata: { ...meta, contentType: meta.contentType ?? (req.headers['x-upload-content-type'] as string | undefined) } };
           writeFileSync(join(core.blobDir, id), Buffer.alloc(0));
@@ -575,7 +614,7 @@ export const storageService: ServiceModule = (core) => {
       handle: (req) => {
         const s = st();
         const id = req.query.get('upload_id') ?? '';
-        if (!s.uploads[id]) throw notFound(`upload session ${id}`);
+        if (!own(s.uploads, id)) throw notFound(`upload session ${id}`);
         delete s.uploads[id];
         dropBlob(core, id);
         return { status: 499, json: {} };
@@ -588,8 +627,9 @@ export const storageService: ServiceModule = (core) => {
 /** One PUT of a resumable session: "bytes a-b/total", "bytes a-*\/total" (final, unknown end) or "bytes *\/…" (status query). */
 function resumableChunk(core: SandboxCore, s: StorageState, req: SandboxRequest): Reply {
   const id = req.query.get('upload_id') ?? '';
-  const session = s.uploads[id];
-  if (!session) throw notFound(`upload session ${id}`);
+  const found = own(s.uploads, id);
+  if (!found) throw notFound(`upload session ${id}`);
+  const session: UploadSession = found;
   const partPath = join(core.blobDir, id);
   const received = existsSync(partPath) ? statSync(partPath).size : 0;
   const incomplete = (): Reply => ({ status: 308, headers: received > 0 ? { range: `bytes=0-${received - 1}` } : {}, body: '' });
@@ -623,14 +663,15 @@ function resumableChunk(core: SandboxCore, s: StorageState, req: SandboxRequest)
 /** Seeds a bucket in the sandbox with objects (one version each), for tests and the demo. */
 export function seedBucket(
   core: SandboxCore,
-  opts: { name: string; project?: string; labels?: Record<string, string>; objects?: Record<string, string | Buffer>; softDeleteRetentionSeconds?: number; versioning?: boolean },
+  /** Objects by name; a Map (or entries) when a name such as "__proto__" must not be read as an object literal's prototype. */
+  opts: { name: string; project?: string; labels?: Record<string, string>; objects?: Record<string, string | Buffer> | Map<string, string | Buffer>; softDeleteRetentionSeconds?: number; versioning?: boolean },
 ): void {
   const s = storageState(core);
   // A sandbox serves one project in practice: without one named, a new bucket joins the others' project.
-  const project = opts.project ?? s.buckets[opts.name]?.meta.project ?? Object.values(s.buckets)[0]?.meta.project ?? 'demo-project';
-  const bucket = s.buckets[opts.name] ?? newBucket(core, s, opts.name, project, { labels: opts.labels ?? {}, versioning: { enabled: opts.versioning ?? false } }, opts.softDeleteRetentionSeconds);
+  const project = opts.project ?? own(s.buckets, opts.name)?.meta.project ?? Object.values(s.buckets)[0]?.meta.project ?? 'demo-project';
+  const bucket = own(s.buckets, opts.name) ?? newBucket(core, s, opts.name, project, { labels: opts.labels ?? {}, versioning: { enabled: opts.versioning ?? false } }, opts.softDeleteRetentionSeconds);
   s.buckets[opts.name] = bucket;
-  for (const [name, body] of Object.entries(opts.objects ?? {})) {
+  for (const [name, body] of opts.objects instanceof Map ? opts.objects : Object.entries(opts.objects ?? {})) {
     putObject(core, s, opts.name, name, Buffer.isBuffer(body) ? body : Buffer.from(body), { contentType: 'application/octet-stream' }, new URLSearchParams());
   }
   core.save();

@@ -100,7 +100,10 @@ export function redactEnv(containers: Array<Record<string, any>>): { containers:
 export function restoreEnv(containers: Array<Record<string, any>>, values: EnvValues): Array<Record<string, any>> {
   return containers.map((c, index) => {
     const key = c.name ? `name:${c.name}` : `index:${index}`;
-    const env = ((c.env ?? []) as SavedEnvEntry[]).map((e) => (e.valueIn !== undefined ? { name: e.name, value: values[key]?.[e.name] ?? '' } : { name: e.name, valueSource: e.valueSource }));
+    // The values were read back from JSON: only an own entry is a value, never an inherited member such as "toString".
+    const saved = values[key];
+    const valueOf = (name: string) => (saved && Object.hasOwn(saved, name) ? saved[name] : undefined) ?? '';
+    const env = ((c.env ?? []) as SavedEnvEntry[]).map((e) => (e.valueIn !== undefined ? { name: e.name, value: valueOf(e.name) } : { name: e.name, valueSource: e.valueSource }));
     return { ...c, env };
   });
 }

@@ -48,8 +48,11 @@ export function plain<T = Record<string, any>>(message: unknown): T {
   return prune(JSON.parse(JSON.stringify(message ?? null))) as T;
 }
 
-/** Maps whose empty values are real values (a label may be empty). */
-const MAPS = new Set(['labels', 'annotations', 'userLabels']);
+/**
+ * Maps keyed by user-chosen names, whose empty values are real values: a label may be empty, and so
+ * may a Cloud Build substitution ("_EMPTY": "" is a substitution a build relies on).
+ */
+const MAPS = new Set(['labels', 'annotations', 'userLabels', 'substitutions']);
 
 function prune(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(prune);
@@ -57,10 +60,11 @@ function prune(v: unknown): unknown {
   // default: ipConfiguration.ipv4Enabled {value: false} is "no public IP", not "unset" (true).
   if (isWrapper(v)) return { value: v.value };
   if (v && typeof v === 'object') {
-    const out: Record<string, unknown> = {};
+    // Entries, then fromEntries: a key is defined as given, where `out[k] = …` would let "__proto__" set the prototype.
+    const out: Array<[string, unknown]> = [];
     for (const [k, x] of Object.entries(v)) {
       if (MAPS.has(k) && x && typeof x === 'object' && Object.keys(x).length) {
-        out[k] = { ...x };
+        out.push([k, { ...x }]);
         continue;
       }
       const p = prune(x);
@@ -68,9 +72,9 @@ function prune(v: unknown): unknown {
       if (typeof p === 'string' && p.endsWith('_UNSPECIFIED')) continue;
       if (Array.isArray(p) && !p.length) continue;
       if (typeof p === 'object' && !Array.isArray(p) && !Object.keys(p as object).length) continue;
-      out[k] = p;
+      out.push([k, p]);
     }
-    return out;
+    return Object.fromEntries(out);
   }
   return v;
 }
