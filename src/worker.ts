@@ -43,7 +43,7 @@ export async function runWorker(env: WorkerEnv = readWorkerEnv(), opts: { stop?:
   const connection = await NativeConnection.connect(connectionOptions(env));
   const stopPromoting = new AbortController();
   try {
-    const activities = createActivities({ config, ...deps });
+    const activities = createActivities({ config, ...deps, defaultBackfillLanes: env.WORKER_MAX_CONCURRENT_ACTIVITIES });
     const worker = await Worker.create(createWorkerOptions({ env, connection, workflowBundle, dataConverter: dataConverter(env) }, activities));
     opts.stop?.addEventListener('abort', () => worker.shutdown(), { once: true });
     const version = deploymentVersionOf(env, workflowBundle);

@@ -83,4 +83,23 @@ describe('worker versioning', () => {
       await Promise.all([a.running, b.running]);
     }
   });
+
+  it('runs a migration started before any version was current once the first build is promoted', async () => {
+    const taskQueue = `versioning-first-${process.pid}`;
+    const env = readWorkerEnv({ TEMPORAL_TASK_QUEUE: taskQueue, TEMPORAL_DEPLOYMENT_NAME: `first-${process.pid}`, TEMPORAL_WORKER_BUILD_ID: 'build-1' });
+    const bundle = await workflowBundle();
+    const connection = server.env.nativeConnection;
+    // Started while no worker is up (or only an unversioned one was): its tasks wait.
+    const h = await startMigration(server.env.client, { target: `first-${process.pid}` }, { taskQueue });
+    const fakes = fakeActivities(demoTarget());
+    const worker = await Worker.create(createWorkerOptions({ env, connection, workflowBundle: bundle }, fakes.activities));
+    await worker.runUntil(async () => {
+      const version = deploymentVersionOf(env, bundle);
+      if (!version) throw new Error('versioning is on by default');
+      expect(await promoteVersion(connection, 'default', version, 'if-none')).toBe('promoted');
+      await waitForStatus(h, (s) => s.waitingFor?.gate === 'phase-0');
+      expect(await versioningOf(h)).toEqual({ buildId: 'build-1', behavior: 1 });
+      await h.terminate('test done');
+    });
+  });
 });

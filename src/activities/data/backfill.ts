@@ -57,15 +57,21 @@ export async function countScope(databases: Databases, target: Target): Promise<
   return { completed: r.completed, withRunId: r.with_run_id, cached: r.cached, toDo: r.to_do };
 }
 
-/** Batches of target.data.batchSize distinct run ids, as run-id ranges so the list stays small. */
+/** At most this many batches: the plan is an activity result, and each batch is a few events. */
+export const MAX_BATCHES = 256;
+
+/**
+ * Batches of target.data.batchSize distinct run ids, as run-id ranges so the list stays small;
+ * bigger batches when there are more than MAX_BATCHES of them, so history and payload stay bounded.
+ */
 export async function planBatches(databases: Databases, target: Target, force: boolean): Promise<BackfillBatch[]> {
   const t = target.appTable;
   const { rows } = await appPool(databases, target).query(
     `WITH ids AS (SELECT DISTINCT ${t.runId} COLLATE "C" AS run_id FROM ${t.table} WHERE ${completedWithRun(t)} AND ($2 OR ${t.history} IS NULL)),
-          numbered AS (SELECT run_id, (row_number() OVER (ORDER BY run_id) - 1) / $3 AS idx FROM ids)
+          numbered AS (SELECT run_id, (row_number() OVER (ORDER BY run_id) - 1) / GREATEST($3, ceil(count(*) OVER () / $4::numeric)::bigint) AS idx FROM ids)
      SELECT idx::int AS index, count(*)::int AS runs, min(run_id) AS from_run_id, max(run_id) AS to_run_id
        FROM numbered GROUP BY idx ORDER BY idx`,
-    [t.completedStatus, force, target.data.batchSize],
+    [t.completedStatus, force, target.data.batchSize, MAX_BATCHES],
   );
   return rows.map((r) => ({ index: r.index, runs: r.runs, fromRunId: r.from_run_id, toRunId: r.to_run_id }));
 }
@@ -258,7 +264,8 @@ function addPoints(b: RunHistoryBuilder, key: string, folded: string): void {
   }
 }
 
-export function createBackfillActivities(databases: Databases) {
+/** `defaultLanes`: 0.3's lanes when the target sets no data.backfillLanes (the worker's activity slots). */
+export function createBackfillActivities(databases: Databases, defaultLanes = 4) {
   return {
     // 0.2
     assessScope: defineShapeStep<Target>({
@@ -284,10 +291,12 @@ export function createBackfillActivities(databases: Databases) {
       async run(ctx): Promise<StepResult> {
         const batches = await planBatches(databases, ctx.target, ctx.force);
         const runs = batches.reduce((n, b) => n + b.runs, 0);
+        const size = Math.max(0, ...batches.map((b) => b.runs));
+        const lanes = ctx.target.data.backfillLanes ?? defaultLanes;
         return {
-          summary: `${runs} runs to backfill in ${batches.length} batch(es) of up to ${ctx.target.data.batchSize}${ctx.force ? ' (force: rewriting cached runs too)' : ''}`,
+          summary: `${runs} runs to backfill in ${batches.length} batch(es) of up to ${size}, ${lanes} at a time${ctx.force ? ' (force: rewriting cached runs too)' : ''}`,
           actions: batchActions(ctx.target, batches),
-          facts: { batches, runs },
+          facts: { batches, runs, lanes },
         };
       },
     }),

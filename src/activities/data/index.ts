@@ -19,6 +19,7 @@ import { checkCompleteness, createVerifyActivities } from './verify';
 export interface DataDeps {
   databases: Databases;
   objects: ObjectStore;
+  defaultBackfillLanes?: number;
 }
 
 /** The MLflow columns the backfill, verification and audit read. */
@@ -33,7 +34,7 @@ const MLFLOW_COLUMNS: Record<string, string[]> = {
 export function createDataActivities(deps: DataDeps) {
   const { databases, objects } = deps;
   const activities = {
-    ...createBackfillActivities(databases),
+    ...createBackfillActivities(databases, deps.defaultBackfillLanes),
     ...createHistogramActivities(databases),
     ...createVerifyActivities(databases),
     ...createExportActivities(databases, objects),
