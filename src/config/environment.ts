@@ -25,8 +25,11 @@ const workerEnvSchema = z.object({
   /** Worker Deployment versioning (README, Deploying a new build): an open migration stays on the build that started it. */
   TEMPORAL_WORKER_VERSIONING: z.stringbool().default(true),
   TEMPORAL_DEPLOYMENT_NAME: z.string().min(1).default('mlflow-decommission'),
-  /** Unset: a hash of the workflow bundle, so a change to workflow code is a new version. */
-  TEMPORAL_WORKER_BUILD_ID: z.string().min(1).optional(),
+  /** Unset or empty (compose's ${VAR:-}): a hash of the workflow bundle, so a change to workflow code is a new version. */
+  TEMPORAL_WORKER_BUILD_ID: z
+    .string()
+    .optional()
+    .transform((v) => v?.trim() || undefined),
   /** When this build becomes the deployment's current version: if there is none yet, always, or never (promote by CLI). */
   TEMPORAL_WORKER_PROMOTE: z.enum(['if-none', 'always', 'never']).default('if-none'),
   /** Activities one worker runs at once; also the default backfill lanes and database pool size. */

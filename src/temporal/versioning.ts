@@ -26,6 +26,14 @@ export function deploymentVersionOf(env: WorkerEnv, bundle: WorkflowBundle): Wor
   return { deploymentName: env.TEMPORAL_DEPLOYMENT_NAME, buildId: buildIdOf(env, bundle) };
 }
 
+export const SHUTDOWN = {
+  /** SIGINT/SIGTERM stop polling; running activities get this long to finish or heartbeat out… */
+  graceTime: '30 seconds',
+  /** …and the worker gives up after this, under docker-compose's stop_grace_period (60 s), so a
+   * batch stuck in a call cannot hang the shutdown (issue 9). Its attempt is retried elsewhere. */
+  forceTime: '45 seconds',
+} as const;
+
 export function createWorkerOptions(cfg: WorkerConfig, activities: object): WorkerOptions {
   const { env } = cfg;
   const version = deploymentVersionOf(env, cfg.workflowBundle);
@@ -38,11 +46,8 @@ export function createWorkerOptions(cfg: WorkerConfig, activities: object): Work
     dataConverter: cfg.dataConverter,
     // Also the default backfill lanes and pool size, so a lane never waits for a slot or a connection.
     maxConcurrentActivityTaskExecutions: env.WORKER_MAX_CONCURRENT_ACTIVITIES,
-    // SIGINT/SIGTERM stop polling; running activities get this long to finish or heartbeat out…
-    shutdownGraceTime: '30 seconds',
-    // …and the worker gives up after this, under docker-compose's stop_grace_period (60 s), so a
-    // batch stuck in a call cannot hang the shutdown (issue 9). Its attempt is retried elsewhere.
-    shutdownForceTime: '45 seconds',
+    shutdownGraceTime: SHUTDOWN.graceTime,
+    shutdownForceTime: SHUTDOWN.forceTime,
     // A heartbeat's progress (the backfill's resume cursor) reaches the server at least this often.
     maxHeartbeatThrottleInterval: '10 seconds',
     workerDeploymentOptions: version
