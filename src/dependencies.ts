@@ -12,7 +12,7 @@ export function createDependencies(env: WorkerEnv, config: ConfigFile) {
   // Storage and BigQuery want a default project; every call names its target's project anyway.
   const project = Object.values(config.targets).find(isCloud)?.gcp.project;
   const gcp = createGcpClients({ apiEndpoint: env.GCP_API_ENDPOINT, project });
-  const databases = createDatabases();
+  const databases = createDatabases(undefined, { poolSize: env.DATABASE_POOL_SIZE ?? env.WORKER_MAX_CONCURRENT_ACTIVITIES });
   return {
     gcp,
     databases,

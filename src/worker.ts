@@ -1,13 +1,14 @@
 // The worker users run: the mlflowDecommission workflow and the real activities, on task queue
 // `mlflow-decommission`. Configuration is read and validated once, before connecting.
 import { Connection } from '@temporalio/client';
-import { NativeConnection, Worker } from '@temporalio/worker';
+import { bundleWorkflowCode, NativeConnection, Worker } from '@temporalio/worker';
 import { temporal } from '@temporalio/proto';
 import { createActivities } from './activities';
 import { createDependencies } from './dependencies';
 import { ConfigError, loadConfigFile, readWorkerEnv, type WorkerEnv } from './config/environment';
 import { SEARCH_ATTRIBUTES } from './temporal/search-attributes';
 import { connectionOptions, dataConverter } from './temporal/connection';
+import { createWorkerOptions, deploymentVersionOf, promoteVersion } from './temporal/versioning';
 
 /** The workflow upserts these on every transition; a namespace without them would fail its tasks. */
 export async function ensureSearchAttributes(env: WorkerEnv): Promise<void> {
@@ -36,23 +37,28 @@ export async function runWorker(env: WorkerEnv = readWorkerEnv(), opts: { stop?:
   const config = loadConfigFile(env.MLFLOW_DECOMMISSION_CONFIG);
   await ensureSearchAttributes(env);
   if (opts.stop?.aborted) return;
+  // Bundled here rather than from workflowsPath: the bundle's hash is the default build ID.
+  const workflowBundle = await bundleWorkflowCode({ workflowsPath: require.resolve('./workflows') });
   const deps = createDependencies(env, config);
   const connection = await NativeConnection.connect(connectionOptions(env));
+  const stopPromoting = new AbortController();
   try {
-    const worker = await Worker.create({
-      connection,
-      namespace: env.TEMPORAL_NAMESPACE,
-      taskQueue: env.TEMPORAL_TASK_QUEUE,
-      workflowsPath: require.resolve('./workflows'),
-      activities: createActivities({ config, ...deps }),
-      dataConverter: dataConverter(env),
-      // SIGINT/SIGTERM stop polling; running activities get this long to finish or heartbeat out.
-      shutdownGraceTime: '30 seconds',
-    });
+    const activities = createActivities({ config, ...deps, defaultBackfillLanes: env.WORKER_MAX_CONCURRENT_ACTIVITIES });
+    const worker = await Worker.create(createWorkerOptions({ env, connection, workflowBundle, dataConverter: dataConverter(env) }, activities));
     opts.stop?.addEventListener('abort', () => worker.shutdown(), { once: true });
-    console.log(`worker on ${env.TEMPORAL_ADDRESS}, namespace ${env.TEMPORAL_NAMESPACE}, task queue ${env.TEMPORAL_TASK_QUEUE}; targets: ${Object.keys(config.targets).join(', ')}`);
+    const version = deploymentVersionOf(env, workflowBundle);
+    const where = version ? `, version ${version.deploymentName}.${version.buildId} (pinned)` : ', unversioned';
+    console.log(`worker on ${env.TEMPORAL_ADDRESS}, namespace ${env.TEMPORAL_NAMESPACE}, task queue ${env.TEMPORAL_TASK_QUEUE}${where}; targets: ${Object.keys(config.targets).join(', ')}`);
+    // The version exists once this worker polls, so it is promoted while the worker runs.
+    if (version) {
+      promoteVersion(connection, env.TEMPORAL_NAMESPACE, version, env.TEMPORAL_WORKER_PROMOTE, { signal: stopPromoting.signal }).then(
+        (done) => console.log(`${version.deploymentName}.${version.buildId}: ${done}`),
+        (err: Error) => console.error(`mlflow-decommission worker: ${err.message}`),
+      );
+    }
     await worker.run();
   } finally {
+    stopPromoting.abort();
     await connection.close();
     await deps.close();
   }

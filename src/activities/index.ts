@@ -17,10 +17,12 @@ export interface ActivityDeps {
   databases: Databases;
   gcp: GcpClients;
   objects: ObjectStore;
+  /** 0.3's lanes when the target sets no data.backfillLanes: the worker's activity slots. */
+  defaultBackfillLanes?: number;
 }
 
 export function createActivities(deps: ActivityDeps) {
-  const data = createDataActivities({ databases: deps.databases, objects: deps.objects });
+  const data = createDataActivities({ databases: deps.databases, objects: deps.objects, defaultBackfillLanes: deps.defaultBackfillLanes });
   const cloud = createCloudActivities({ gcp: deps.gcp, objects: deps.objects, databases: deps.databases });
   // Seeds 000 and 002: MLflow in Postgres without the cloud around it.
   const database = createDatabaseActivities({ databases: deps.databases, objects: deps.objects });

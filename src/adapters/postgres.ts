@@ -12,7 +12,8 @@ export interface Databases {
   close(): Promise<void>;
 }
 
-export function createDatabases(env: NodeJS.ProcessEnv = process.env): Databases {
+/** `poolSize`: connections per database (the worker's DATABASE_POOL_SIZE); 4 when unset. */
+export function createDatabases(env: NodeJS.ProcessEnv = process.env, opts: { poolSize?: number } = {}): Databases {
   const pools = new Map<string, pg.Pool>();
   return {
     pool(urlEnv, database) {
@@ -21,7 +22,7 @@ export function createDatabases(env: NodeJS.ProcessEnv = process.env): Databases
       if (!pool) {
         const url = databaseUrl(urlEnv, env);
         // A short connect timeout: an unreachable host surfaces in preflight, not after minutes.
-        pool = new pg.Pool({ connectionString: database === undefined ? url : withDatabase(url, database), max: 4, connectionTimeoutMillis: 10_000, application_name: 'mlflow-decommission' });
+        pool = new pg.Pool({ connectionString: database === undefined ? url : withDatabase(url, database), max: opts.poolSize ?? 4, connectionTimeoutMillis: 10_000, application_name: 'mlflow-decommission' });
         // An idle client dropped by the server must not crash the worker; the next query reconnects.
         pool.on('error', () => {});
         pools.set(key, pool);

@@ -22,6 +22,20 @@ const workerEnvSchema = z.object({
   GCP_API_ENDPOINT: z.url().optional(),
   /** Optional payload encryption keys, "keyId:base64,…" newest first (see src/temporal/codec.ts). */
   MLFLOW_DECOMMISSION_CODEC_KEYS: z.string().optional(),
+  /** Worker Deployment versioning (README, Deploying a new build): an open migration stays on the build that started it. */
+  TEMPORAL_WORKER_VERSIONING: z.stringbool().default(true),
+  TEMPORAL_DEPLOYMENT_NAME: z.string().min(1).default('mlflow-decommission'),
+  /** Unset or empty (compose's ${VAR:-}): a hash of the workflow bundle, so a change to workflow code is a new version. */
+  TEMPORAL_WORKER_BUILD_ID: z
+    .string()
+    .optional()
+    .transform((v) => v?.trim() || undefined),
+  /** When this build becomes the deployment's current version: if there is none yet, always, or never (promote by CLI). */
+  TEMPORAL_WORKER_PROMOTE: z.enum(['if-none', 'always', 'never']).default('if-none'),
+  /** Activities one worker runs at once; also the default backfill lanes and database pool size. */
+  WORKER_MAX_CONCURRENT_ACTIVITIES: z.coerce.number().int().min(1).max(256).default(4),
+  /** Connections per database pool; unset: WORKER_MAX_CONCURRENT_ACTIVITIES (each activity holds at most one per database). */
+  DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(256).optional(),
 });
 export type WorkerEnv = z.infer<typeof workerEnvSchema>;
 

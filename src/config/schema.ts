@@ -134,6 +134,8 @@ export const cloudTargetSchema = z
         fidelitySample: z.number().int().positive().optional(),
         /** Runs per backfill batch. */
         batchSize: z.number().int().positive().default(500),
+        /** Batches backfilled at once over all workers (README, Adding workers); unset: one worker's activity slots. */
+        backfillLanes: z.number().int().min(1).max(256).optional(),
         /** Phases 1–2: experiments finished after this date must have training_metrics.json. */
         cutoverDate: z.iso.datetime({ offset: true }).optional(),
         minPostCutoverExperiments: z.number().int().nonnegative().default(2),

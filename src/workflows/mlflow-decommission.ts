@@ -119,13 +119,17 @@ async function phase5VerifyAndClose(m: Migration): Promise<void> {
   await m.step('5.6', (ctx) => m.call('writeCompletionRecord', [ctx, m.status], '5.6 Write the completion record'));
 }
 
-const BATCHES_IN_PARALLEL = 4;
+/** Lanes before 'backfill-lanes-from-config': migrations started then keep them on replay. */
+const FIXED_LANES = 4;
 
 /** 0.3: the scope splits into batches so history stays small and batches spread over workers. */
 async function backfillInBatches(m: Migration, ctx: StepContext<Target>): Promise<StepResult> {
   const planned = await m.call('planBackfill', [ctx], '0.3 plan the backfill batches');
   const batches = ((planned.facts?.batches ?? []) as BackfillBatch[]).slice();
   if (ctx.dryRun) return planned;
+  // The planner names the lanes: data.backfillLanes, else the planning worker's activity slots.
+  const planLanes = Number(planned.facts?.lanes);
+  const lanes = patched('backfill-lanes-from-config') && Number.isInteger(planLanes) && planLanes > 0 ? planLanes : FIXED_LANES;
   let runs = 0;
   let points = 0;
   let failure: unknown;
@@ -141,7 +145,7 @@ async function backfillInBatches(m: Migration, ctx: StepContext<Target>): Promis
       }
     }
   };
-  await Promise.all(Array.from({ length: BATCHES_IN_PARALLEL }, lane));
+  await Promise.all(Array.from({ length: lanes }, lane));
   if (failure !== undefined) throw failure;
   // The totals as the app table holds them: a batch resumed after a crash reports only its rest.
   if (patched('backfill-counts-from-table')) {

@@ -37,15 +37,21 @@ export async function countScope(databases: Databases, target: Target): Promise<
   return { completed: r.completed, withRunId: r.with_run_id, cached: r.cached, toDo: r.to_do };
 }
 
-/** Batches of target.data.batchSize distinct run ids, as run-id ranges so the list stays small. */
+/** At most this many batches: the plan is an activity result, and each batch is a few events. */
+export const MAX_BATCHES = 256;
+
+/**
+ * Batches of target.data.batchSize distinct run ids, as run-id ranges so the list stays small;
+ * bigger batches when there are more than MAX_BATCHES of them, so history and payload stay bounded.
+ */
 export async function planBatches(databases: Databases, target: Target, force: boolean): Promise<BackfillBatch[]> {
   const t = target.appTable;
   const { rows } = await appPool(databases, target).query(
     `WITH ids AS (SELECT DISTINCT ${t.runId} COLLATE "C" AS run_id FROM ${t.table} WHERE ${completedWithRun(t)} AND ($2 OR ${t.history} IS NULL)),
-          numbered AS (SELECT run_id, (row_number() OVER (ORDER BY run_id) - 1) / $3 AS idx FROM ids)
+          numbered AS (SELECT run_id, (row_number() OVER (ORDER BY run_id) - 1) / GREATEST($3, ceil(count(*) OVER () / $4::numeric)::bigint) AS idx FROM ids)
      SELECT idx::int AS index, count(*)::int AS runs, min(run_id) AS from_run_id, max(run_id) AS to_run_id
        FROM numbered GROUP BY idx ORDER BY idx`,
-    [t.completedStatus, force, target.data.batchSize],
+    [t.completedStatus, force, target.data.batchSize, MAX_BATCHES],
   );
   return rows.map((r) => ({ index: r.index, runs: r.runs, fromRunId: r.from_run_id, toRunId: r.to_run_id }));
 }

@@ -148,7 +148,8 @@ function addPoints(b: RunHistoryBuilder, key: string, folded: string): void {
   }
 }
 
-export function createBackfillActivities(databases: Databases) {
+/** `defaultLanes`: 0.3's lanes when the target sets no data.backfillLanes (the worker's activity slots). */
+export function createBackfillActivities(databases: Databases, defaultLanes = 4) {
   return {
     // 0.2
     assessScope: defineShapeStep<Target>({
@@ -174,10 +175,12 @@ export function createBackfillActivities(databases: Databases) {
       async run(ctx): Promise<StepResult> {
         const batches = await planBatches(databases, ctx.target, ctx.force);
         const runs = batches.reduce((n, b) => n + b.runs, 0);
+        const size = Math.max(0, ...batches.map((b) => b.runs));
+        const lanes = ctx.target.data.backfillLanes ?? defaultLanes;
         return {
-          summary: `${runs} runs to backfill in ${batches.length} batch(es) of up to ${ctx.target.data.batchSize}${ctx.force ? ' (force: rewriting cached runs too)' : ''}`,
+          summary: `${runs} runs to backfill in ${batches.length} batch(es) of up to ${size}, ${lanes} at a time${ctx.force ? ' (force: rewriting cached runs too)' : ''}`,
           actions: batchActions(ctx.target, batches),
-          facts: { batches, runs },
+          facts: { batches, runs, lanes },
         };
       },
     }),

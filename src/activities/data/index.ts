@@ -20,6 +20,7 @@ import { checkCompleteness, createVerifyActivities } from './verify';
 export interface DataDeps {
   databases: Databases;
   objects: ObjectStore;
+  defaultBackfillLanes?: number;
 }
 
 /** The MLflow columns the backfill, verification and audit read. */
@@ -34,7 +35,7 @@ const MLFLOW_COLUMNS: Record<string, string[]> = {
 export function createDataActivities(deps: DataDeps) {
   const { databases, objects } = deps;
   const activities = {
-    ...createBackfillActivities(databases),
+    ...createBackfillActivities(databases, deps.defaultBackfillLanes),
     ...createBackfillCountActivities(databases),
     ...createHistogramActivities(databases),
     ...createVerifyActivities(databases, objects),
