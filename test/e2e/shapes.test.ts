@@ -86,7 +86,7 @@ describe.skipIf(mlflowUnavailable)('the Postgres shapes, on a store a real MLflo
       // MLflow connects as the role, so its tables are the role's (seed 002).
       writeStore: async (url) => {
         server = await startMlflowServer(url, port, dir);
-        writeRunsThroughMlflow(server.url, dir);
+        await writeRunsThroughMlflow(server.url, dir);
       },
     });
   }, 300_000);

@@ -1,7 +1,8 @@
 // A real MLflow tracking server (PyPI mlflow) on a Postgres backend, for the tests that need a
 // store MLflow itself wrote. Needs `python3 -c "import mlflow, psycopg2"` (./run setup installs both).
-import { spawn, spawnSync } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 
 const probe = spawnSync('python3', ['-c', 'import mlflow, psycopg2'], { encoding: 'utf8' });
 /** Why a real MLflow cannot run here, or undefined when it can. */
@@ -51,9 +52,16 @@ export async function startMlflowServer(postgresUrl: string, port: number, workD
   }
 }
 
-/** Logs runs through MLflow's own client (test/fixtures/mlflow-client-runs.py); returns their ids. */
-export function writeRunsThroughMlflow(trackingUrl: string, workDir: string): string[] {
-  const writer = spawnSync('python3', [join(__dirname, '../fixtures/mlflow-client-runs.py'), trackingUrl], { cwd: workDir, encoding: 'utf8', timeout: 120_000 });
-  if (writer.status !== 0) throw new Error(`mlflow client script failed (${writer.status}):\n${writer.stderr}`);
+/**
+ * Logs runs through MLflow's own client (test/fixtures/mlflow-client-runs.py); returns their ids.
+ * Asynchronously: a spawnSync would stop this process reading the server's log pipes, and a
+ * server whose pipe is full stops answering.
+ */
+export async function writeRunsThroughMlflow(trackingUrl: string, workDir: string): Promise<string[]> {
+  const writer = await promisify(execFile)('python3', [join(__dirname, '../fixtures/mlflow-client-runs.py'), trackingUrl], { cwd: workDir, encoding: 'utf8', timeout: 240_000 }).catch(
+    (err: Error & { stderr?: string }) => {
+      throw new Error(`mlflow client script failed: ${err.message}\n${err.stderr ?? ''}`);
+    },
+  );
   return JSON.parse(writer.stdout.trim().split('\n').at(-1)!).run_ids;
 }

@@ -5,7 +5,8 @@ import type { Databases } from '../../adapters/postgres';
 import { ErrorType, fail } from '../../errors';
 import type { ObjectStore } from '../../ports';
 import { encodeNumber } from '../../history/encoding';
-import { COMPARED_FIELDS, parseTrainingMetricsJson, trainingMetricsSchema } from '../../history/training-metrics';
+import { exactJson } from '../../history/document-json';
+import { COMPARED_FIELDS, parseExactJson, parseTrainingMetricsJson, trainingMetricsSchema } from '../../history/training-metrics';
 import type { Target } from '../../config/schema';
 import type { StepContext, StepResult } from '../../types';
 import { appPool, appResource } from './app-table';
@@ -32,13 +33,14 @@ async function postCutoverExperiments(databases: Databases, ctx: StepContext<Tar
     ? `${t.status} = $1 AND ${t.finishedAt} > $2::timestamptz ORDER BY ${t.finishedAt} DESC, ${t.id} DESC`
     : `${t.status} = $1 AND (${t.runId} IS NULL OR ${t.runId} = '') AND $2::text IS NOT NULL ORDER BY ${t.id} DESC`;
   const { rows } = await appPool(databases, ctx.target).query(
-    `SELECT ${t.id} AS id, ${t.displayName} AS display_name, ${t.artifactsPath} AS path, ${t.history} AS history FROM ${t.table} WHERE ${where} LIMIT ${LOOK_AT}`,
+    `SELECT ${t.id} AS id, ${t.displayName} AS display_name, ${t.artifactsPath} AS path, ${t.history}::text AS history FROM ${t.table} WHERE ${where} LIMIT ${LOOK_AT}`,
     [t.completedStatus, cutover],
   );
-  return rows.map((r) => ({ id: r.id, displayName: r.display_name, artifactsPath: r.path, history: r.history }));
+  // Read as text and parsed exactly: steps past 2^53 compare as the integers they are.
+  return rows.map((r) => ({ id: r.id, displayName: r.display_name, artifactsPath: r.path, history: r.history === null ? null : parseExactJson(r.history) }));
 }
 
-/** Key-order-free, NaN-spelling-free form for comparing a file with a cache. */
+/** Key-order-free, NaN-spelling-free form for comparing a file with a cache; names are own keys, steps bigint-exact. */
 function canonical(v: unknown): string {
   const norm = (x: unknown): unknown => {
     if (typeof x === 'number') return encodeNumber(x);
@@ -52,7 +54,7 @@ function canonical(v: unknown): string {
     }
     return x;
   };
-  return JSON.stringify(norm(v));
+  return exactJson(norm(v));
 }
 
 export function metricsUri(artifactsPath: string): string {

@@ -92,7 +92,7 @@ async function dataPreflight(databases: Databases, target: Target): Promise<Chec
   const [mlflowUp, appUp] = [mlflowDb.ok, appDb.ok];
   if (mlflowUp) {
     checks.push(await checkMlflowRevision(mlflowPool(databases, target), target.data.acceptMlflowRevisions));
-    const missing = await missingColumns(mlflowPool(databases, target), MLFLOW_COLUMNS);
+    const missing = await missingColumns(mlflowPool(databases, target), new Map(Object.entries(MLFLOW_COLUMNS)));
     checks.push({
       name: 'mlflow schema',
       ok: missing.length === 0,
@@ -102,8 +102,9 @@ async function dataPreflight(databases: Databases, target: Target): Promise<Chec
   if (appUp) {
     const t = target.appTable;
     const cols = [t.id, t.status, t.runId, t.history, t.artifactsPath, t.displayName, ...(t.finishedAt ? [t.finishedAt] : [])];
-    const expected: Record<string, string[]> = { [t.table]: cols };
-    for (const r of target.data.referenceTables) (expected[r.table] ??= []).push(r.column);
+    // Table names come from the target: data, never object keys.
+    const expected = new Map<string, string[]>([[t.table, cols]]);
+    for (const r of target.data.referenceTables) expected.set(r.table, [...(expected.get(r.table) ?? []), r.column]);
     const missing = await missingColumns(appPool(databases, target), expected);
     checks.push({
       name: 'app table',
@@ -114,13 +115,13 @@ async function dataPreflight(databases: Databases, target: Target): Promise<Chec
   return checks;
 }
 
-async function missingColumns(pool: ReturnType<Databases['pool']>, expected: Record<string, string[]>): Promise<string[]> {
+async function missingColumns(pool: ReturnType<Databases['pool']>, expected: ReadonlyMap<string, string[]>): Promise<string[]> {
   const { rows } = await pool.query(
     `SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = ANY($1)`,
-    [Object.keys(expected)],
+    [[...expected.keys()]],
   );
   const have = new Set(rows.map((r) => `${r.table_name}.${r.column_name}`));
-  return Object.entries(expected).flatMap(([table, cols]) => cols.map((c) => `${table}.${c}`).filter((tc) => !have.has(tc)));
+  return [...expected].flatMap(([table, cols]) => cols.map((c) => `${table}.${c}`).filter((tc) => !have.has(tc)));
 }
 
 /** Error messages can quote a connection string; never pass one on. */

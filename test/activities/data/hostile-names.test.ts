@@ -140,7 +140,7 @@ describe('hostile names and 64-bit steps through Phase 0', () => {
       gradient_stats: { query: {}, candidate: {} },
       final_metrics: { test___proto__: 0.3 },
       params: { ['__proto__']: 'x', constructor: 'y' },
-    });
+    }).replace('"epochs":[0,1]', '"epochs":[0,9007199254740993]');
     expect(Object.hasOwn(JSON.parse(file).loss, '__proto__')).toBe(true);
     const { rows } = await w.app.query(`SELECT id, gcs_artifacts_path AS p FROM ml_platform_quicktest ORDER BY id DESC LIMIT 2`);
     for (const r of rows) {
@@ -153,5 +153,9 @@ describe('hostile names and 64-bit steps through Phase 0', () => {
     await w.app.query(`UPDATE ml_platform_quicktest SET training_history_json = training_history_json #- '{loss,__proto__}' WHERE id = $1`, [rows[0].id]);
     const f = await failureOf(acts().checkCutover(w.ctx({ target })));
     expect(f.message).toMatch(/the cache differs from .* in loss/);
+    // A step that a double would round (2^53+1 → 2^53): 2.1 compares steps exactly.
+    await w.app.query(`UPDATE ml_platform_quicktest SET training_history_json = $2::jsonb WHERE id = $1`, [rows[0].id, file.replace('9007199254740993', '9007199254740992')]);
+    const g = await failureOf(acts().checkCutover(w.ctx({ target })));
+    expect(g.message).toMatch(/the cache differs from .* in epochs$|the cache differs from [^;]* in epochs[.;]/);
   });
 });

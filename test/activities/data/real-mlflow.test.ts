@@ -1,12 +1,16 @@
 // The backfill against a real MLflow tracking server (PyPI mlflow, Postgres backend): MLflow
 // creates its own schema through its migrations and its own client logs the runs, NaN, ±inf,
-// steps-less and duplicate-step metrics included. The cache must then equal, point for point,
-// what MLflow's REST API returns for every run and key, and 0.5 must pass.
+// steps-less and duplicate-step metrics included, and a run of hostile names (__proto__,
+// constructor, …) with steps 2^53, 2^53+1, 2^62 and 2^63−1. The cache must then equal, point for
+// point and step for step (exactly, as 64-bit integers), what MLflow's REST API returns for every
+// run and key, and 0.5 must pass.
 // Needs `python3 -c "import mlflow, psycopg2"` (./run setup installs both); skipped otherwise.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { parse } from 'lossless-json';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createDatabases, type Databases } from '../../../src/adapters/postgres';
 import { createDataActivities } from '../../../src/activities/data';
@@ -25,15 +29,25 @@ if (unavailable) console.warn(`real-mlflow.test.ts skipped: python3 cannot impor
 
 interface RestMetric {
   key: string;
-  value?: number | string;
-  timestamp?: number | string;
-  step?: number | string;
+  value?: number | bigint | string;
+  timestamp?: number | bigint | string;
+  step?: number | bigint | string;
+}
+
+/** JSON with integers as bigint (64-bit steps stay exact), other numbers as numbers. */
+function exact(text: string): any {
+  return parse(text, undefined, (s) => (/^-?\d+$/.test(s) ? BigInt(s) : Number(s)));
 }
 
 /** MLflow's REST value to a number: NaN as "NaN" (or NaN), ±inf as "Infinity" or ±DBL_MAX (its Postgres store keeps DBL_MAX). */
-function restValue(v: number | string | undefined): number {
+function restValue(v: number | bigint | string | undefined): number {
   if (typeof v === 'string') return decodeValue(v) ?? Number(v);
-  return decodeValue(encodeStoredValue(v ?? 0, false))!;
+  return decodeValue(encodeStoredValue(Number(v ?? 0), false))!;
+}
+
+/** A cached value (exactly parsed: integral ones are bigint) to a number. */
+function cachedValue(v: unknown): number {
+  return decodeValue(typeof v === 'bigint' ? Number(v) : v)!;
 }
 
 describe.skipIf(unavailable)('backfill against a real MLflow tracking server', () => {
@@ -45,6 +59,8 @@ describe.skipIf(unavailable)('backfill against a real MLflow tracking server', (
   let target: CloudTarget;
   let runIds: string[];
   let longKey: string;
+  let hostileKeys: string[];
+  let bigSteps: bigint[];
   const ctx = (): StepContext => ({ migrationId: 'm-real', targetName: 'real', target, dryRun: false, gatesPassed: [], force: false, facts: {} });
 
   beforeAll(async () => {
@@ -74,11 +90,18 @@ describe.skipIf(unavailable)('backfill against a real MLflow tracking server', (
       await new Promise((r) => setTimeout(r, 500));
     }
 
-    const writer = spawnSync('python3', [join(__dirname, '../../fixtures/mlflow-client-runs.py'), trackingUri], { cwd: workDir, encoding: 'utf8', timeout: 120_000 });
-    if (writer.status !== 0) throw new Error(`mlflow client script failed (${writer.status}):\n${writer.stderr}`);
+    // Asynchronously: a spawnSync would stop this process reading the server's log pipes, and a
+    // server whose pipe is full stops answering.
+    const writer = await promisify(execFile)('python3', [join(__dirname, '../../fixtures/mlflow-client-runs.py'), trackingUri], { cwd: workDir, encoding: 'utf8', timeout: 240_000 }).catch(
+      (err: Error & { stderr?: string }) => {
+        throw new Error(`mlflow client script failed: ${err.message}\n${err.stderr ?? ''}`);
+      },
+    );
     const out = JSON.parse(writer.stdout.trim().split('\n').at(-1)!);
     runIds = out.run_ids;
     longKey = out.long_key;
+    hostileKeys = out.hostile;
+    bigSteps = out.big_steps.map(BigInt);
 
     target = cloudTargetSchema.parse({
       gcp: { project: 'demo-project', region: 'europe-central2' },
@@ -91,7 +114,7 @@ describe.skipIf(unavailable)('backfill against a real MLflow tracking server', (
     const app = databases.pool('APP_DATABASE_URL');
     await createAppTable(app, target.appTable);
     await seedAppRows(app, target.appTable, { runIds });
-  }, 300_000);
+  }, 420_000);
 
   afterAll(async () => {
     await databases?.close();
@@ -109,47 +132,49 @@ describe.skipIf(unavailable)('backfill against a real MLflow tracking server', (
     if (workDir) rmSync(workDir, { recursive: true, force: true });
   });
 
-  it('caches every run and key exactly as MLflow serves them, and 0.5 passes', async () => {
+  it('caches every run and key exactly as MLflow serves them, hostile names and 64-bit steps included, and 0.5 passes', async () => {
     const acts = createDataActivities({ databases, objects: new MemoryObjectStore() }).activities;
     const batches = (await acts.planBackfill(ctx())).facts!.batches as BackfillBatch[];
-    expect(batches.reduce((n, b) => n + b.runs, 0)).toBe(3);
+    expect(batches.reduce((n, b) => n + b.runs, 0)).toBe(4);
     for (const b of batches) await acts.backfillBatch(ctx(), b);
 
     const { rows } = await databases.pool('APP_DATABASE_URL').query(`SELECT mlflow_run_id, training_history_json::text AS h FROM ml_platform_quicktest`);
-    const caches = new Map(rows.map((r) => [r.mlflow_run_id, JSON.parse(r.h)]));
+    const caches = new Map(rows.map((r) => [r.mlflow_run_id, exact(r.h)]));
+    const hostileRun = runIds[3];
     let compared = 0;
     for (const runId of runIds) {
       const h = caches.get(runId);
       expect(h, runId).toBeTruthy();
-      const run: any = await (await fetch(`${trackingUri}/api/2.0/mlflow/runs/get?run_id=${runId}`)).json();
+      const run: any = exact(await (await fetch(`${trackingUri}/api/2.0/mlflow/runs/get?run_id=${runId}`)).text());
       const keys: string[] = (run.run.data.metrics ?? []).map((m: { key: string }) => m.key);
-      expect(keys).toContain('val_loss_δ');
-      expect(keys).toContain(longKey);
-      expect(h.params).toEqual(Object.fromEntries((run.run.data.params ?? []).map((p: { key: string; value: string }) => [p.key, p.value])));
-      expect(h.tags.dataset).toBe(run.run.data.tags.find((t: { key: string }) => t.key === 'dataset').value);
+      if (runId === hostileRun) expect([...keys].sort()).toEqual([...hostileKeys, 'big_step'].sort());
+      else expect(keys).toEqual(expect.arrayContaining(['val_loss_δ', longKey]));
+      const params = new Map<string, string>((run.run.data.params ?? []).map((p: { key: string; value: string }) => [p.key, p.value]));
+      expect(new Map(Object.entries(h.params))).toEqual(params);
+      for (const t of run.run.data.tags ?? []) expect(h.tags[t.key], t.key).toBe(t.value);
       for (const key of keys) {
         const res = await fetch(`${trackingUri}/api/2.0/mlflow/metrics/get-history?run_id=${runId}&metric_key=${encodeURIComponent(key)}`);
         expect(res.ok, key).toBe(true);
-        const history: RestMetric[] = ((await res.json()) as { metrics?: RestMetric[] }).metrics ?? [];
+        const history: RestMetric[] = (exact(await res.text()) as { metrics?: RestMetric[] }).metrics ?? [];
         // MLflow returns every logged row; per step the latest timestamp wins, then the greater value.
-        const byStep = new Map<number, { ts: number; value: number }>();
+        const byStep = new Map<bigint, { ts: number; value: number }>();
         for (const m of history) {
-          const step = Number(m.step ?? 0);
+          const step = BigInt(m.step ?? 0);
           const p = { ts: Number(m.timestamp ?? 0), value: restValue(m.value) };
           const cur = byStep.get(step);
           if (!cur || p.ts > cur.ts || (p.ts === cur.ts && p.value > cur.value)) byStep.set(step, p);
         }
-        const expected = [...byStep.entries()].sort((a, b) => a[0] - b[0]);
+        const expected = [...byStep.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1));
         const placement = placeMetric(key);
-        let cached: Array<[number, number]>;
+        let cached: Array<[bigint, number]>;
         if (placement.kind === 'final') {
-          cached = [[expected.at(-1)![0], decodeValue(h.final_metrics[placement.name])!]];
+          cached = [[expected.at(-1)![0], cachedValue(h.final_metrics[placement.name])]];
           expected.splice(0, expected.length - 1);
         } else {
           const series: unknown[] =
             placement.kind === 'tower-series' ? h[placement.section][placement.tower][placement.stat] : placement.kind === 'series' ? h[placement.section][placement.name] : [];
           expect(series, key).toHaveLength(h.epochs.length);
-          cached = series.flatMap((v, i) => (v === null ? [] : [[h.epochs[i], decodeValue(v)!] as [number, number]]));
+          cached = series.flatMap((v, i) => (v === null ? [] : [[h.epochs[i], cachedValue(v)] as [bigint, number]]));
         }
         expect(cached.map((p) => p[0]), `${runId} ${key} steps`).toEqual(expected.map((p) => p[0]));
         cached.forEach(([step, v], i) => expect(sameValue(v, expected[i][1].value), `${runId} ${key}@${step}: cache ${v}, MLflow ${expected[i][1].value}`).toBe(true));
@@ -164,8 +189,14 @@ describe.skipIf(unavailable)('backfill against a real MLflow tracking server', (
     expect(first.other.throughput[0]).toBe(1234.5);
     expect(caches.get(runIds[1]).gradient_stats.query.norm[1]).toBe('Infinity');
     expect(caches.get(runIds[1]).weight_stats.query.min[1]).toBe('-Infinity');
+    const hostile = caches.get(hostileRun);
+    expect(hostile.epochs).toEqual([0n, 1n, ...bigSteps]);
+    expect(hostile.other.big_step.slice(2)).toEqual([1n, 2n, 3n, 4n]);
+    expect(Object.keys(hostile.gradient)).toEqual(['__proto__']);
+    expect(Object.keys(hostile.weight_stats['__proto__'])).toEqual(['mean']);
+    for (const key of ['__proto__', 'constructor', 'toString', 'weights/query/hist/foo', 'weights/a/b/hist/bin_0']) expect(Object.hasOwn(hostile.other, key), key).toBe(true);
 
     const verified = await acts.verifyMigration(ctx());
-    expect(verified.facts).toMatchObject({ runsVerified: 3, mismatches: 0, uncached: 0 });
+    expect(verified.facts).toMatchObject({ runsVerified: 4, mismatches: 0, uncached: 0 });
   });
 });

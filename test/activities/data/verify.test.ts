@@ -51,6 +51,24 @@ describe('verify (0.5)', () => {
     expect(details.mismatchList.find((m) => m.key === 'val_loss')!.problem).toBe('step 2: NaN in the store, 0.5 in the cache');
   });
 
+  it('a retry of 0.5 rewrites exactly the mismatched runs it saved and caches the uncached, then passes', async () => {
+    await backfillAll(w, true);
+    const objects = new MemoryObjectStore();
+    const [wrong, ...uncached] = [w.runIds[4], w.runIds[11], w.runIds[12]];
+    await w.app.query(`UPDATE ml_platform_quicktest SET training_history_json = jsonb_set(training_history_json, '{loss,loss,1}', '7') WHERE mlflow_run_id = $1`, [wrong]);
+    await w.app.query(`UPDATE ml_platform_quicktest SET training_history_json = NULL WHERE mlflow_run_id = ANY($1)`, [uncached]);
+    const before = await w.app.query(`SELECT mlflow_run_id, xmin::text AS version FROM ml_platform_quicktest WHERE mlflow_run_id = ANY($1) ORDER BY id`, [w.runIds.filter((id) => id !== wrong && !uncached.includes(id))]);
+    const f = await failureOf(createVerifyActivities(w.databases, objects).verifyMigration(w.ctx()));
+    expect(f.message).toMatch(/Send retry \{"step": "0.5"\} to rewrite the 1 mismatched run\(s\) listed in gs:\/\/demo-backups\/.*\/verify\/mismatched-runs.json and cache the uncached ones/);
+    expect(f.message).toMatch(/send rollback/);
+    expect(JSON.parse((await objects.read('gs://demo-backups/mlflow-decommission/m-test/verify/mismatched-runs.json'))!.toString())).toEqual({ runIds: [wrong], fillUncached: true });
+    const res = await createVerifyActivities(w.databases, objects).verifyMigration(w.ctx());
+    expect(res.summary).toMatch(/^retry rewrote 1 mismatched run\(s\), cached 2 uncached run\(s\); all 25 migrated runs match/);
+    // No other row was written (xmin changes on every UPDATE).
+    const after = await w.app.query(`SELECT mlflow_run_id, xmin::text AS version FROM ml_platform_quicktest WHERE mlflow_run_id = ANY($1) ORDER BY id`, [before.rows.map((r) => r.mlflow_run_id)]);
+    expect(after.rows).toEqual(before.rows);
+  });
+
   it('verifies a deterministic sample when fidelitySample is set', async () => {
     const sampled = { ...w.target, data: { ...w.target.data, fidelitySample: 5 } };
     await backfillAll(w, true);
