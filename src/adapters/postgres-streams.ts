@@ -1,7 +1,7 @@
 // Streaming reads for the data activities: a server-side cursor (one ordered pass, constant
 // memory) and COPY … TO STDOUT (raw export). pg and pg-copy-streams stay in the adapter layer.
 import type { Readable } from 'node:stream';
-import type pg from 'pg';
+import pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 
 export type Pool = pg.Pool;
@@ -10,7 +10,8 @@ export type Row = Record<string, any>;
 /**
  * Runs `sql` through a cursor in a read-only transaction and hands rows to `onRows` in chunks of
  * `fetchSize`, awaiting each so a slow consumer holds back the reads. An aborted `signal` stops it
- * before the next FETCH, throwing the signal's reason.
+ * before the next FETCH, or cancels the FETCH running on the server (the first one sorts the whole
+ * result, which can take long), and throws the signal's reason.
  */
 export async function forEachRowChunk(
   pool: Pool,
@@ -21,7 +22,16 @@ export async function forEachRowChunk(
   signal?: AbortSignal,
 ): Promise<void> {
   const client = await pool.connect();
+  let cancelling: Promise<void> | undefined;
+  let pid: number | undefined;
+  const cancel = () => {
+    if (pid !== undefined) cancelling ??= cancelBackend(pool, pid);
+  };
   try {
+    if (signal) {
+      pid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid;
+      signal.addEventListener('abort', cancel, { once: true });
+    }
     await client.query('BEGIN READ ONLY');
     // Floats as text must round-trip exactly (shortest exact form, Postgres 12+); a server
     // configured with extra_float_digits = 0 would round them to 15 digits.
@@ -35,10 +45,29 @@ export async function forEachRowChunk(
     }
     await client.query('COMMIT');
   } catch (err) {
+    await cancelling; // before ROLLBACK: a late cancel must not hit the next statement
     await client.query('ROLLBACK').catch(() => {});
-    throw err;
+    throw signal?.aborted ? signal.reason : err;
   } finally {
+    signal?.removeEventListener('abort', cancel);
+    await cancelling; // …nor, once released, another caller's query
     client.release();
+  }
+}
+
+/**
+ * pg_cancel_backend on a connection of its own (the pool may have none free) for backend `pid`:
+ * Postgres stops its running statement with SQLSTATE 57014.
+ */
+async function cancelBackend(pool: Pool, pid: number): Promise<void> {
+  const other = new pg.Client(pool.options);
+  try {
+    await other.connect();
+    await other.query('SELECT pg_cancel_backend($1)', [pid]);
+  } catch {
+    // The statement then ends on its own; the loop stops before the next FETCH.
+  } finally {
+    await other.end().catch(() => {});
   }
 }
 

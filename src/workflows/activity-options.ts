@@ -6,7 +6,8 @@ import type { ActivityName, Activities } from './steps';
 const RETRY = { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5 } as const;
 
 // A worker that dies mid-activity is noticed within the heartbeat timeout, and the activity runs
-// again elsewhere; every activity that can take longer than that heartbeats (polls, batches).
+// again elsewhere; every activity heartbeats on a timer while it runs (keepAlive in
+// src/activities/heartbeat.ts). Tests shorten it with a workflow interceptor, not here.
 const HEARTBEAT = '30 seconds';
 
 /** short: checks and most steps; long: data steps and backfill batches; undo: compensations. */

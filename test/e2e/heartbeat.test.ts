@@ -60,11 +60,12 @@ async function slowDeployment(opts: { runs: number; epochs: number; interceptors
 /** Every activity attempt the history knows of: type, how long the last attempt took, and the failure of the attempt before it. */
 async function activityAttempts(h: WorkflowHandle) {
   const events = (await h.fetchHistory()).events ?? [];
-  const byScheduled = new Map<string, { type: string; startedAt?: number; endedAt?: number; attempt?: number; lastFailure?: temporal.api.failure.v1.IFailure | null; timedOut?: temporal.api.failure.v1.IFailure | null }>();
+  const byScheduled = new Map<string, { type: string; heartbeatTimeoutMs: number; startedAt?: number; endedAt?: number; attempt?: number; lastFailure?: temporal.api.failure.v1.IFailure | null; timedOut?: temporal.api.failure.v1.IFailure | null }>();
   const ms = (e: temporal.api.history.v1.IHistoryEvent) => Number(e.eventTime?.seconds ?? 0) * 1000 + Math.round((e.eventTime?.nanos ?? 0) / 1e6);
   for (const e of events) {
     const id = String(e.eventId);
-    if (e.activityTaskScheduledEventAttributes) byScheduled.set(id, { type: e.activityTaskScheduledEventAttributes.activityType?.name ?? '?' });
+    const scheduled = e.activityTaskScheduledEventAttributes;
+    if (scheduled) byScheduled.set(id, { type: scheduled.activityType?.name ?? '?', heartbeatTimeoutMs: Number(scheduled.heartbeatTimeout?.seconds ?? 0) * 1000 + Math.round((scheduled.heartbeatTimeout?.nanos ?? 0) / 1e6) });
     const started = e.activityTaskStartedEventAttributes;
     if (started) Object.assign(byScheduled.get(String(started.scheduledEventId))!, { startedAt: ms(e), attempt: started.attempt, lastFailure: started.lastFailure });
     const ended = e.activityTaskCompletedEventAttributes ?? e.activityTaskFailedEventAttributes ?? e.activityTaskCanceledEventAttributes;
@@ -87,6 +88,7 @@ describe('heartbeats under a slow database and a slow Google', () => {
       const attempts = await activityAttempts(h);
       await h.terminate('heartbeat test over');
       const silent = attempts.filter((a) => heartbeatTimedOut(a.lastFailure) || heartbeatTimedOut(a.timedOut)).map((a) => a.type);
+      expect(new Set(attempts.map((a) => a.heartbeatTimeoutMs))).toEqual(new Set([TEST_HEARTBEAT_TIMEOUT_MS]));
       expect(silent, 'activities that went silent for the heartbeat timeout').toEqual([]);
       expect(status.waitingFor, JSON.stringify(status.waitingFor)).toMatchObject({ gate: 'phase-0' });
       expect(status.steps.filter((s) => s.phase === 0).every((s) => s.state === 'done')).toBe(true);

@@ -5,6 +5,7 @@ import { forEachRowChunk, type Row } from '../../adapters/postgres-streams';
 import type { Target } from '../../config/schema';
 import type { CheckResult, StepResult } from '../../types';
 import { appPool, mlflowPool, mlflowResource } from './app-table';
+import { cancellationSignal } from '../heartbeat';
 import { defineShapeStep } from '../step';
 
 const ID_CHUNK = 5_000;
@@ -40,6 +41,7 @@ export async function auditReferenceTables(databases: Databases, target: Target)
         audit.missing += missing.length;
         for (const m of missing) if (audit.missingIds.length < 20) audit.missingIds.push(m.id);
       },
+      cancellationSignal(),
     );
     audits.push(audit);
   }
