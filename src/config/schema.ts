@@ -14,6 +14,10 @@ const envVarName = z
 const sqlIdentifier = z.string().regex(/^[a-z_][a-z0-9_]*$/, 'expected a lower-case SQL identifier');
 const duration = z.string().refine((v) => durationMs(v) > 0, 'expected a duration such as "7 days", "36h" or "90s"');
 const bucketName = z.string().regex(/^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$/, 'expected a bucket name without gs://');
+/** service_id: "must begin with letter, and cannot end with hyphen; must contain fewer than 50 characters" (google/cloud/run/v2/service.proto). */
+const cloudRunService = z.string().regex(/^[a-z]([a-z0-9-]{0,47}[a-z0-9])?$/, 'expected a Cloud Run service name (lower-case letters, digits and hyphens, starting with a letter, under 50 characters)');
+/** BuildTrigger.name: "only alphanumeric characters and dashes … 1-64 characters long … begin and end with an alphanumeric character" (cloudbuild.proto). */
+const buildTriggerName = z.string().regex(/^[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?$/, 'expected a Cloud Build trigger name (letters, digits and hyphens, at most 64)');
 
 /**
  * A map keyed by names the operator chose. z.record skips a "__proto__" key without a word, so it is
@@ -71,8 +75,8 @@ export const cloudTargetSchema = z
     labels: namedRecord(z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/), z.string()).refine((l) => Object.keys(l).length > 0, 'name at least one label').default({ app: 'mlflow' }),
     cloudRun: z
       .object({
-        mlflowService: z.string().default('mlflow-server'),
-        appService: z.string().default('django-app'),
+        mlflowService: cloudRunService.default('mlflow-server'),
+        appService: cloudRunService.default('django-app'),
         /** The env var removed from appService in step 5.3. */
         trackingUriEnvVar: envVarName.default('MLFLOW_TRACKING_URI'),
       })
@@ -101,7 +105,7 @@ export const cloudTargetSchema = z
         prefix: z.string().default('mlflow-decommission'),
       })
       .strict(),
-    buildTrigger: z.string().default('mlflow-server'),
+    buildTrigger: buildTriggerName.default('mlflow-server'),
     serviceAccount: z.string().email('expected a service account email such as mlflow-server@PROJECT.iam.gserviceaccount.com'),
     /** Secret Manager secret IDs (not values): disabled in 3.6, deleted in Phase 5 after the bake period. */
     secrets: z.array(z.string().regex(/^[A-Za-z0-9_-]{1,255}$/, 'expected a secret ID')).default([]),

@@ -52,4 +52,18 @@ describe('names in the config file', () => {
       expect((err as ApplicationFailure).message).toContain('known targets: demo, constructor');
     }
   });
+
+  it('a Cloud Run service or build trigger named as Google would refuse is refused here, before anything runs', () => {
+    for (const [field, value] of [
+      ['mlflowService', '__proto__'],
+      ['appService', 'constructor-'],
+      ['mlflowService', 'toString'],
+    ] as const) {
+      const path = withTargets(JSON.stringify({ demo: { ...target, cloudRun: { ...target.cloudRun, [field]: value } } }));
+      expect(() => loadConfigFile(path), value).toThrow(new RegExp(`targets\\.demo\\.cloudRun\\.${field}: expected a Cloud Run service name`));
+    }
+    expect(() => loadConfigFile(withTargets(JSON.stringify({ demo: { ...target, buildTrigger: '__proto__' } })))).toThrow(/targets\.demo\.buildTrigger: expected a Cloud Build trigger name/);
+    const ok = loadConfigFile(withTargets(JSON.stringify({ demo: { ...target, buildTrigger: 'Constructor-2', cloudRun: { ...target.cloudRun, mlflowService: 'constructor' } } }))).targets.demo!;
+    expect(ok.shape === 'cloud' && [ok.buildTrigger, ok.cloudRun.mlflowService]).toEqual(['Constructor-2', 'constructor']);
+  });
 });

@@ -67,6 +67,9 @@ export const cloudBuildService: ServiceModule = (core) => {
         const [project, loc] = [req.params[0], location(req.params[1])];
         const body = withEnumNames('@google-cloud/cloudbuild', 'google.devtools.cloudbuild.v1.BuildTrigger', req.json());
         if (!body.name) throw badRequest('trigger name is required');
+        // "User-defined substitutions must begin with an underscore (_) and use only uppercase-letters and
+        // numbers (respecting the regular expression _[A-Z0-9_]+)" (https://cloud.google.com/build/docs/configuring-builds/substitute-variable-values).
+        for (const k of Object.keys(body.substitutions ?? {})) if (!/^_[A-Z0-9_]+$/.test(k)) throw badRequest(`invalid substitution key ${JSON.stringify(k)}: user-defined substitutions match _[A-Z0-9_]+`);
         if (inScope(project, loc).some(([, t]) => t.name === body.name)) throw conflict(`trigger ${body.name}`);
         const trigger = newTrigger(project, loc, body);
         st().triggers[`${project}/${loc}/${trigger.id}`] = trigger;

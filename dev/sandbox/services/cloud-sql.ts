@@ -12,7 +12,7 @@ import { ApiError, badRequest, conflict, failedPrecondition, isDue, notFound, re
 import { withEnumNames } from './enum-names';
 import { dropData, dumpToBuffer, loadDump } from './postgres-dump';
 import { bucketAllows, liveObjectBody, putObjectFor } from './storage';
-import { dict, own } from '../names';
+import { checkLabels, dict, own } from '../names';
 
 const SQL = '@google-cloud/sql';
 const bodyOf = <T = Record<string, any>>(req: { json(): unknown }, type: string): T => withEnumNames(SQL, `google.cloud.sql.v1.${type}`, req.json());
@@ -407,6 +407,7 @@ export const cloudSqlService: ServiceModule = (core) => {
         const [project] = req.params;
         const body = bodyOf<Record<string, any>>(req, 'DatabaseInstance');
         if (!body.name) throw badRequest('instance name is required');
+        checkLabels(body.settings?.userLabels, `instance ${body.name}`);
         if (st().instances[key(project, body.name)]) throw conflict(`The Cloud SQL instance ${body.name}`);
         st().instances[key(project, body.name)] = newInstance(core, project, body);
         st().databases[key(project, body.name)] = ['postgres'];
@@ -421,7 +422,9 @@ export const cloudSqlService: ServiceModule = (core) => {
         settleDue();
         const [project, name] = req.params;
         runnable(project, name);
-        return { json: startOperation(project, name, 'UPDATE', 'patch', {}, { body: bodyOf(req, 'DatabaseInstance') }) };
+        const body = bodyOf<Record<string, any>>(req, 'DatabaseInstance');
+        checkLabels(body.settings?.userLabels, `instance ${name}`);
+        return { json: startOperation(project, name, 'UPDATE', 'patch', {}, { body }) };
       },
     },
     {

@@ -77,10 +77,12 @@ export function compareRows(dump: RowCounts, low: RowCounts, high: RowCounts = l
   const problems: Array<{ missing: number; text: string }> = [];
   let total = 0;
   const tables = Object.keys(low).sort();
+  // Table names are the user's: only an own count is a count ("constructor" must not find Object).
+  const count = (c: RowCounts, t: string) => (Object.hasOwn(c, t) ? c[t] : undefined);
   for (const t of tables) {
-    const lo = Math.min(low[t]!, high[t] ?? low[t]!);
-    const hi = Math.max(low[t]!, high[t] ?? low[t]!);
-    const n = dump[t];
+    const lo = Math.min(low[t]!, count(high, t) ?? low[t]!);
+    const hi = Math.max(low[t]!, count(high, t) ?? low[t]!);
+    const n = count(dump, t);
     if (n === undefined) {
       problems.push({ missing: hi + 1, text: `table ${t} is missing from it (${fmt(hi)} row(s) in the database)` });
       continue;

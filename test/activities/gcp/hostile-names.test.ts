@@ -87,6 +87,23 @@ describe('3.1 and its undo keep every label key and env var name', () => {
   });
 });
 
+describe('5.3 and its undo touch one env var and keep every other name', () => {
+  it('removes MLFLOW_TRACKING_URI beside env vars named "__proto__", "constructor" …, then puts it back', async () => {
+    const env = [...ENV_NAMES.map((n, i) => ({ name: n, value: `app value ${i}` })), { name: 'MLFLOW_TRACKING_URI', value: 'https://mlflow.example' }];
+    seedCloudRunService(cloud.sandbox, { project: 'demo-project', region: 'europe-central2', name: 'django-app', labels: labelsWith(LABEL_KEYS), env });
+    const name = 'projects/demo-project/locations/europe-central2/services/django-app';
+    const cloudRun = createCloudRunActivities({ gcp: cloud.gcp, objects: cloud.objects }, { pollIntervalMs: 20 });
+    const ctx = context();
+    const envOf = async () => (await cloud.gcp.run.getService({ name }))[0].template!.containers![0]!.env!.map((e) => [e.name, e.value]);
+
+    await cloudRun.activities.removeTrackingUri(ctx);
+    expect(await envOf()).toEqual(env.slice(0, -1).map((e) => [e.name, e.value]));
+    expect({ ...(await cloud.gcp.run.getService({ name }))[0].labels }).toEqual(labelsWith(LABEL_KEYS));
+    await cloudRun.activities.restoreTrackingUri(ctx);
+    expect(await envOf()).toEqual(env.map((e) => [e.name, e.value]));
+  });
+});
+
 describe('env values kept for 3.1 and 5.3', () => {
   it('round-trip through JSON by name, and a name with no kept value gets "", never an inherited member', () => {
     const containers = [{ name: 'c', env: ENV_NAMES.map((name, i) => ({ name, value: `v${i}` })) }];

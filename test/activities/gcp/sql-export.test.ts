@@ -50,4 +50,20 @@ describe('countDumpRows', () => {
     expect(bad.ok).toBe(false);
     expect(bad.detail).toBe('table a: 1 row(s) in it, 159,553 in the database; table b is missing from it (4 row(s) in the database)');
   });
+
+  it('tables named "__proto__", "constructor" and "toString" are counted and compared by name', async () => {
+    const dump = ['COPY public.__proto__ (id) FROM stdin;', '1', '2', '\\.', 'COPY public."toString" (id) FROM stdin;', '3', '\\.', ''].join('\n');
+    const counts = await countDumpRows(stream(dump), { gzip: true, what: 'dump' });
+    expect(Object.entries(counts)).toEqual([
+      ['__proto__', 2],
+      ['toString', 1],
+    ]);
+    const database = Object.fromEntries([['__proto__', 2], ['toString', 1], ['constructor', 4]]);
+    const verdict = compareRows(counts, database);
+    expect(verdict.ok).toBe(false);
+    expect(verdict.detail).toBe('table constructor is missing from it (4 row(s) in the database)');
+    // The same with plain objects, as a caller might pass: an inherited member is not a count.
+    expect(compareRows({}, { constructor: 4 }).detail).toBe('table constructor is missing from it (4 row(s) in the database)');
+    expect(compareRows({ toString: 1 }, { toString: 1 }, {}).ok).toBe(true);
+  });
 });

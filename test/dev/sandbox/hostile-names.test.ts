@@ -225,6 +225,27 @@ describe('IAM and BigQuery look-ups by name', () => {
   });
 });
 
+describe('Cloud SQL and Cloud Build names', () => {
+  it('refuses user labels Cloud SQL refuses, and keeps "constructor"', async () => {
+    seedSqlInstance(cloud.sandbox, { project: 'demo-project', name: 'labelled-db', region: 'europe-central2' });
+    const bad = await failure(cloud.gcp.sqlInstances.patch({ project: 'demo-project', instance: 'labelled-db', body: { settings: { userLabels: { Upper: 'x' } } } }));
+    expect(bad?.code).toBe(3);
+    const [op] = await cloud.gcp.sqlInstances.patch({ project: 'demo-project', instance: 'labelled-db', body: { settings: { userLabels: labelsWith(['constructor']) } } });
+    for (;;) {
+      const [now] = await cloud.gcp.sqlOperations.get({ project: 'demo-project', operation: op.name! });
+      if (String(now.status) === 'DONE' || now.status === 3) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const [instance] = await cloud.gcp.sqlInstances.get({ project: 'demo-project', instance: 'labelled-db' });
+    expect({ ...instance.settings?.userLabels }).toEqual(labelsWith(['constructor']));
+  });
+
+  it('refuses a substitution key Cloud Build refuses', async () => {
+    const err = await failure(cloud.gcp.build.createBuildTrigger({ projectId: 'demo-project', trigger: { name: 'bad-subst', filename: 'cloudbuild.yaml', substitutions: { __proto__x: 'v' } } }));
+    expect(err?.code).toBe(3);
+  });
+});
+
 describe('Cloud SQL database names', () => {
   async function waitDone(name: string) {
     for (;;) {
