@@ -108,4 +108,11 @@ describe('worker versioning', () => {
       await h.terminate('test done');
     });
   });
+
+  it('refuses to promote a build no worker runs, saying how to do it by hand', async () => {
+    const version = { deploymentName: `mlflow-decommission-${process.pid}`, buildId: 'no-such-build' };
+    await expect(promoteVersion(server.env.nativeConnection, 'default', version, 'always', { timeoutMs: 1_000 })).rejects.toThrow(
+      `temporal worker deployment set-current-version --deployment-name ${version.deploymentName} --build-id no-such-build`,
+    );
+  });
 });
