@@ -12,6 +12,7 @@ import { GATE_IDS, type GateId } from '../types';
 import type { MigrationResult } from '../workflows/messages';
 import { renderPlan, renderStatus, type Progress } from './render';
 import { connectionOptions, dataConverter } from '../temporal/connection';
+import { promoteVersion } from '../temporal/versioning';
 
 interface Global {
   json?: boolean;
@@ -131,6 +132,21 @@ program
     const h = (await connect()).workflow.getHandle(workflowIdFor(target));
     const report = renderReport(await commands.status(h));
     out(report.json, () => report.markdown);
+  });
+
+program
+  .command('promote <build-id>')
+  .description('make a worker build the current version (README, Deploying a new build): new migrations start on it, open ones stay on theirs')
+  .action(async (buildId: string) => {
+    const env = readWorkerEnv();
+    const client = await connect();
+    const version = { deploymentName: env.TEMPORAL_DEPLOYMENT_NAME, buildId };
+    try {
+      const done = await promoteVersion(client.connection, env.TEMPORAL_NAMESPACE, version, 'always', { timeoutMs: 15_000 });
+      out({ ok: true, ...version, result: done }, () => `${version.deploymentName}.${buildId}: ${done}`);
+    } catch (err) {
+      throw new CliError(`${(err as Error).message}; are workers of build ${buildId} running on task queue ${env.TEMPORAL_TASK_QUEUE}?`);
+    }
   });
 
 async function heartbeats(h: WorkflowHandle): Promise<Progress[]> {

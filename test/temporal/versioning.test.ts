@@ -1,5 +1,7 @@
 // Worker Deployment versioning on the real dev server: a migration is pinned to the build that
 // started it, across a deploy of a new build that becomes current.
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import type { WorkflowHandle } from '@temporalio/client';
 import { Worker } from '@temporalio/worker';
 import { describe, expect, it } from 'vitest';
@@ -55,7 +57,11 @@ describe('worker versioning', () => {
     const b = await start('build-b', onB);
     try {
       expect(await promoteVersion(connection, 'default', b.version, 'if-none')).toBe('kept the current version');
-      expect(await promoteVersion(connection, 'default', b.version, 'always')).toBe('promoted');
+      // As an operator would, with the CLI.
+      const { stdout } = await promisify(execFile)(process.execPath, ['bin/mlflow-decommission.cjs', 'promote', 'build-b'], {
+        env: { ...process.env, TEMPORAL_ADDRESS: server.env.address, TEMPORAL_TASK_QUEUE: taskQueue, TEMPORAL_DEPLOYMENT_NAME: b.version.deploymentName },
+      });
+      expect(stdout).toContain(`${b.version.deploymentName}.build-b: promoted`);
       const doneOnA = onA.acted.length;
 
       await approveWhenWaiting(h, 'phase-0');
@@ -101,5 +107,12 @@ describe('worker versioning', () => {
       expect(await versioningOf(h)).toEqual({ buildId: 'build-1', behavior: 1 });
       await h.terminate('test done');
     });
+  });
+
+  it('refuses to promote a build no worker runs, saying how to do it by hand', async () => {
+    const version = { deploymentName: `mlflow-decommission-${process.pid}`, buildId: 'no-such-build' };
+    await expect(promoteVersion(server.env.nativeConnection, 'default', version, 'always', { timeoutMs: 1_000 })).rejects.toThrow(
+      `temporal worker deployment set-current-version --deployment-name ${version.deploymentName} --build-id no-such-build`,
+    );
   });
 });
