@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import type { DataConverter, WorkerDeploymentVersion } from '@temporalio/common';
 import type { NativeConnection, WorkerOptions, WorkflowBundle } from '@temporalio/worker';
+import { MAX_HEARTBEAT_THROTTLE_INTERVAL } from '../activities/heartbeat';
 import type { WorkerEnv } from '../config/environment';
 
 export interface WorkerConfig {
@@ -48,8 +49,9 @@ export function createWorkerOptions(cfg: WorkerConfig, activities: object): Work
     maxConcurrentActivityTaskExecutions: env.WORKER_MAX_CONCURRENT_ACTIVITIES,
     shutdownGraceTime: SHUTDOWN.graceTime,
     shutdownForceTime: SHUTDOWN.forceTime,
-    // A heartbeat's progress (the backfill's resume cursor) reaches the server at least this often.
-    maxHeartbeatThrottleInterval: '10 seconds',
+    // A cancellation (a rollback during a step) reaches an activity only in a heartbeat's reply:
+    // without a cap the SDK waits 0.8 × the heartbeat timeout (24 s) between beats.
+    maxHeartbeatThrottleInterval: MAX_HEARTBEAT_THROTTLE_INTERVAL,
     workerDeploymentOptions: version
       ? { useWorkerVersioning: true, version, defaultVersioningBehavior: 'PINNED' }
       : undefined,
