@@ -25,8 +25,17 @@ export interface ImageCheck {
 const run = promisify(execFile);
 
 export async function checkImage(repo = process.cwd()): Promise<ImageCheck> {
-  const dockerfile = DockerfileParser.parse(readFileSync(join(repo, 'Dockerfile'), 'utf8'));
   const root = mkdtempSync(join(tmpdir(), 'check-image-'));
+  try {
+    return await buildAndStart(repo, root);
+  } catch (err) {
+    rmSync(root, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+async function buildAndStart(repo: string, root: string): Promise<ImageCheck> {
+  const dockerfile = DockerfileParser.parse(readFileSync(join(repo, 'Dockerfile'), 'utf8'));
   const log: string[] = [];
   const stages = new Map<string, string>();
   let dir = '';

@@ -1,11 +1,13 @@
 // The worker's side of configuration: the only module that reads process.env or the config file.
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { configFileSchema, describeIssues, type ConfigFile } from './schema';
+import { configFileSchema, describeIssues, durationMs, type ConfigFile } from './schema';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
+
+const shutdownDuration = z.string().refine((v) => durationMs(v) > 0, 'expected a duration such as "45 seconds" or "45s"');
 
 const workerEnvSchema = z.object({
   TEMPORAL_ADDRESS: z.string().default('localhost:7233'),
@@ -34,6 +36,10 @@ const workerEnvSchema = z.object({
   TEMPORAL_WORKER_PROMOTE: z.enum(['if-none', 'always', 'never']).default('if-none'),
   /** Activities one worker runs at once; also the default backfill lanes and database pool size. */
   WORKER_MAX_CONCURRENT_ACTIVITIES: z.coerce.number().int().min(1).max(256).default(4),
+  /** On SIGTERM, running activities get this long to finish or heartbeat out; then, at the force
+   * time, the worker gives up (issue 9). Keep the force time under your orchestrator's stop grace period. */
+  WORKER_SHUTDOWN_GRACE_TIME: shutdownDuration.default('30 seconds'),
+  WORKER_SHUTDOWN_FORCE_TIME: shutdownDuration.default('45 seconds'),
   /** Connections per database pool; unset: WORKER_MAX_CONCURRENT_ACTIVITIES (each activity holds at most one per database). */
   DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(256).optional(),
 });
@@ -42,6 +48,10 @@ export type WorkerEnv = z.infer<typeof workerEnvSchema>;
 export function readWorkerEnv(env: NodeJS.ProcessEnv = process.env): WorkerEnv {
   const parsed = workerEnvSchema.safeParse(env);
   if (!parsed.success) throw new ConfigError(`environment: ${describeIssues(parsed.error)}`);
+  const { WORKER_SHUTDOWN_GRACE_TIME: grace, WORKER_SHUTDOWN_FORCE_TIME: force } = parsed.data;
+  if (durationMs(force) <= durationMs(grace)) {
+    throw new ConfigError(`environment: WORKER_SHUTDOWN_FORCE_TIME (${force}) must be longer than WORKER_SHUTDOWN_GRACE_TIME (${grace})`);
+  }
   return parsed.data;
 }
 

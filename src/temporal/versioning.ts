@@ -3,7 +3,7 @@
 // redeploy never runs a week-old migration on new workflow code.
 // https://docs.temporal.io/production-deployment/worker-deployments/worker-versioning
 import { createHash } from 'node:crypto';
-import type { DataConverter, WorkerDeploymentVersion } from '@temporalio/common';
+import type { DataConverter, Duration, WorkerDeploymentVersion } from '@temporalio/common';
 import type { NativeConnection, WorkerOptions, WorkflowBundle } from '@temporalio/worker';
 import { MAX_HEARTBEAT_THROTTLE_INTERVAL } from '../activities/heartbeat';
 import type { WorkerEnv } from '../config/environment';
@@ -27,14 +27,6 @@ export function deploymentVersionOf(env: WorkerEnv, bundle: WorkflowBundle): Wor
   return { deploymentName: env.TEMPORAL_DEPLOYMENT_NAME, buildId: buildIdOf(env, bundle) };
 }
 
-export const SHUTDOWN = {
-  /** SIGINT/SIGTERM stop polling; running activities get this long to finish or heartbeat out… */
-  graceTime: '30 seconds',
-  /** …and the worker gives up after this, under docker-compose's stop_grace_period (60 s), so a
-   * batch stuck in a call cannot hang the shutdown (issue 9). Its attempt is retried elsewhere. */
-  forceTime: '45 seconds',
-} as const;
-
 export function createWorkerOptions(cfg: WorkerConfig, activities: object): WorkerOptions {
   const { env } = cfg;
   const version = deploymentVersionOf(env, cfg.workflowBundle);
@@ -47,8 +39,11 @@ export function createWorkerOptions(cfg: WorkerConfig, activities: object): Work
     dataConverter: cfg.dataConverter,
     // Also the default backfill lanes and pool size, so a lane never waits for a slot or a connection.
     maxConcurrentActivityTaskExecutions: env.WORKER_MAX_CONCURRENT_ACTIVITIES,
-    shutdownGraceTime: SHUTDOWN.graceTime,
-    shutdownForceTime: SHUTDOWN.forceTime,
+    // SIGTERM stops polling; running activities get the grace time to finish or heartbeat out, and
+    // at the force time the worker gives up, so a batch stuck in a call cannot hang the shutdown
+    // (issue 9). Its attempt is retried elsewhere.
+    shutdownGraceTime: env.WORKER_SHUTDOWN_GRACE_TIME as Duration,
+    shutdownForceTime: env.WORKER_SHUTDOWN_FORCE_TIME as Duration,
     // A cancellation (a rollback during a step) reaches an activity only in a heartbeat's reply:
     // without a cap the SDK waits 0.8 × the heartbeat timeout (24 s) between beats.
     maxHeartbeatThrottleInterval: MAX_HEARTBEAT_THROTTLE_INTERVAL,

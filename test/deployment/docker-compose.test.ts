@@ -9,7 +9,6 @@ import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { findExecutable } from '../../dev/temporal';
 import { readWorkerEnv } from '../../src/config/environment';
-import { SHUTDOWN } from '../../src/temporal/versioning';
 
 const run = promisify(execFile);
 const compose = findExecutable('docker-compose');
@@ -74,8 +73,10 @@ describe('docker-compose.yml', () => {
     expect(readWorkerEnv(Object.fromEntries(Object.entries(tagged).map(([k, v]) => [k, v ?? undefined]))).TEMPORAL_WORKER_BUILD_ID).toBe('v1.4.2');
   });
 
-  it("gives the worker longer to stop than the worker's own force time", () => {
-    expect(worker.stop_grace_period).toBeDefined();
-    expect(ms(worker.stop_grace_period as StringValue)).toBeGreaterThan(ms(SHUTDOWN.forceTime));
+  it.skipIf(!compose)("gives the worker longer to stop than the worker's own force time", async () => {
+    const service = (await resolved(USER_ENV)).services.worker!;
+    const env = readWorkerEnv(Object.fromEntries(Object.entries(service.environment!).map(([k, v]) => [k, v ?? undefined])));
+    expect(service.stop_grace_period).toBeDefined();
+    expect(ms(service.stop_grace_period as StringValue)).toBeGreaterThan(ms(env.WORKER_SHUTDOWN_FORCE_TIME as StringValue));
   });
 });
