@@ -65,6 +65,8 @@ export async function checkFidelity(databases: Databases, target: Target): Promi
     mismatched.add(m.runId);
     if (out.mismatches.length < MAX_LISTED) out.mismatches.push(m);
   };
+  // Runs whose differences are listed key by key; beyond them, a run is one mismatch.
+  const itemised = { runs: MAX_LISTED };
   const progress = () => heartbeat({ runsDone: out.runsVerified, runsTotal: runIds.length, points: out.points });
   // A chunk's documents take seconds to build: keep heartbeating meanwhile.
   const beat = setInterval(progress, 10_000);
@@ -76,7 +78,7 @@ export async function checkFidelity(databases: Databases, target: Target): Promi
         expected.push(...runs);
       });
       for (const e of expected) out.points += e.points;
-      await compareChunk(databases, target, chunk, expected, report);
+      await compareChunk(databases, target, chunk, expected, report, itemised);
       out.runsVerified += chunk.length;
       progress();
     }
