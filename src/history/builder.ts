@@ -2,8 +2,8 @@
 // them (by key, step, timestamp, value, is_nan): the last row of a (key, step) wins, which is the
 // latest timestamp, then the greatest value — deterministic, so a rerun writes identical JSON.
 // Names are data: every map built from metric, param, tag, tower or stat names has no prototype,
-// so "__proto__" or "constructor" are ordinary keys. Steps are 64-bit (MLflow's BIGINT): they stay
-// exact as the int8 text Postgres writes, and as bigint in the document.
+// so "__proto__" or "constructor" are ordinary keys. Steps are 64-bit (MLflow's BIGINT): they come
+// as the int8 text Postgres writes, never pass through a double, and are bigint in the document.
 import { isHistogramKey, placeKeys } from './categorise';
 import { encodeStoredValue, type EncodedValue } from './encoding';
 
@@ -46,14 +46,25 @@ export function savedAtFrom(endTime: number | null | undefined, startTime: numbe
   return new Date(Number(ms)).toISOString();
 }
 
-/** Steps as Postgres writes an int8 (canonical decimal text), sorted as the integers they are. */
-function sortedSteps(steps: Iterable<string>): bigint[] {
-  return [...steps].map((s) => BigInt(s)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+/**
+ * A step as a map key: a safe integer as a number (the fast common case), a step past 2^53 as its
+ * int8 text, so no two steps share a key. `step` is the canonical decimal Postgres writes.
+ */
+type StepKey = number | string;
+function stepKey(step: string): StepKey {
+  const n = Number(step);
+  return Number.isSafeInteger(n) ? n : step;
+}
+
+/** Step keys, sorted as the integers they are, and as bigint for the document. */
+function sortedSteps(keys: Iterable<StepKey>): { steps: bigint[]; keys: StepKey[] } {
+  const steps = [...keys].map((k) => BigInt(k)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return { steps, keys: steps.map((s) => stepKey(String(s))) };
 }
 
 export class RunHistoryBuilder {
-  /** key → step (int8 text) → value. */
-  private readonly points = new Map<string, Map<string, EncodedValue>>();
+  /** key → step → value. */
+  private readonly points = new Map<string, Map<StepKey, EncodedValue>>();
   private readonly params = names<string>();
   private readonly tags = names<string>();
   private endTime: number | null = null;
@@ -85,19 +96,18 @@ export class RunHistoryBuilder {
     if (!this.opts.histograms && isHistogramKey(key)) return;
     let series = this.points.get(key);
     if (!series) this.points.set(key, (series = new Map()));
-    series.set(step, encodeStoredValue(value, isNan));
+    series.set(stepKey(step), encodeStoredValue(value, isNan));
   }
 
   /** The cache document and the number of points it holds. */
   build(): { history: TrainingHistory; points: number } {
     const placements = placeKeys(this.points.keys());
-    const epochText = new Set<string>();
+    const epochSet = new Set<StepKey>();
     for (const [key, p] of placements) {
-      if (p.kind === 'series' || p.kind === 'tower-series') for (const s of this.points.get(key)!.keys()) epochText.add(s);
+      if (p.kind === 'series' || p.kind === 'tower-series') for (const s of this.points.get(key)!.keys()) epochSet.add(s);
     }
-    const epochs = sortedSteps(epochText);
-    const epochKeys = epochs.map(String);
-    const align = (m: Map<string, EncodedValue>) => epochKeys.map((s) => m.get(s) ?? null);
+    const { steps: epochs, keys: epochKeys } = sortedSteps(epochSet);
+    const align = (m: Map<StepKey, EncodedValue>) => epochKeys.map((s) => m.get(s) ?? null);
     // MetricsCollector starts with both towers present.
     const towers = () => Object.assign(names<Names<Array<EncodedValue | null> | Histogram>>(), { query: names(), candidate: names() });
     const h: TrainingHistory = {
@@ -113,7 +123,7 @@ export class RunHistoryBuilder {
       tags: this.tags,
       other: names(),
     };
-    const histograms = new Map<string, { tower: Names<unknown>; bins: Map<number, Map<string, EncodedValue>>; edges: Map<number, EncodedValue> }>();
+    const histograms = new Map<string, { tower: Names<unknown>; bins: Map<number, Map<StepKey, EncodedValue>>; edges: Map<number, EncodedValue> }>();
     let points = 0;
     for (const [key, p] of placements) {
       const m = this.points.get(key)!;
@@ -139,14 +149,14 @@ export class RunHistoryBuilder {
       }
     }
     for (const { tower, bins, edges } of histograms.values()) {
-      const stepText = new Set<string>();
-      for (const m of bins.values()) for (const s of m.keys()) stepText.add(s);
-      const steps = sortedSteps(stepText);
+      const stepSet = new Set<StepKey>();
+      for (const m of bins.values()) for (const s of m.keys()) stepSet.add(s);
+      const { steps, keys } = sortedSteps(stepSet);
       const nBins = bins.size ? Math.max(...bins.keys()) + 1 : 0;
       const nEdges = edges.size ? Math.max(...edges.keys()) + 1 : 0;
       const histogram: Histogram = {
         bin_edges: Array.from({ length: nEdges }, (_, j) => edges.get(j) ?? null),
-        counts: steps.map(String).map((s) => Array.from({ length: nBins }, (_, i) => bins.get(i)?.get(s) ?? null)),
+        counts: keys.map((s) => Array.from({ length: nBins }, (_, i) => bins.get(i)?.get(s) ?? null)),
         steps,
       };
       tower.histogram = histogram;
@@ -156,7 +166,7 @@ export class RunHistoryBuilder {
 }
 
 /** The value at the greatest step: what MetricsCollector keeps for final_/test_ keys. */
-function lastValue(m: Map<string, EncodedValue>): EncodedValue {
+function lastValue(m: Map<StepKey, EncodedValue>): EncodedValue {
   let best: bigint | undefined;
   let value: EncodedValue = 'NaN';
   for (const [s, v] of m) {

@@ -30,8 +30,9 @@ export type Placement =
 const HISTOGRAM = /^(weights|gradients)\/([^/]+)\/hist\/(bin|edge)_(0|[1-9][0-9]*)$/;
 const TOWER_STAT = /^(weights|gradients)\/([^/]+)\/([^/]+)$/;
 
-/** SQL (Postgres ARE) for "key is a histogram key", the same pattern as HISTOGRAM: the backfill's pre-filter in option A. */
-export const HISTOGRAM_KEY_SQL = `key ~ '^(weights|gradients)/[^/]+/hist/(bin|edge)_(0|[1-9][0-9]*)$'`;
+/** SQL for "key is a histogram key", the same pattern as HISTOGRAM: the backfill's pre-filter in
+ * option A. The LIKEs come first so the regular expression runs only on keys under hist/. */
+export const HISTOGRAM_KEY_SQL = `((key LIKE 'weights/%/hist/%' OR key LIKE 'gradients/%/hist/%') AND key ~ '^(weights|gradients)/[^/]+/hist/(bin|edge)_(0|[1-9][0-9]*)$')`;
 
 export function isHistogramKey(key: string): boolean {
   return HISTOGRAM.test(key);

@@ -29,8 +29,11 @@ WITH pt AS (
               ELSE to_jsonb(value) END AS v
     FROM metrics WHERE run_uuid = ANY($1)
    ORDER BY run_uuid, key, step, timestamp DESC, value DESC, is_nan DESC
+), ptk AS (
+  -- Each key's steps and values, in step order: arr -> -1 is the value at the greatest step.
+  SELECT run_uuid, key, array_agg(step ORDER BY step) AS steps, jsonb_agg(v ORDER BY step) AS arr FROM pt GROUP BY run_uuid, key
 ), rule AS (
-  SELECT run_uuid, key,
+  SELECT run_uuid, key, steps, arr,
          CASE WHEN starts_with(key, 'final_') OR starts_with(key, 'test_') THEN 'final'
               WHEN key ~ '^(weights|gradients)/[^/]+/hist/(bin|edge)_(0|[1-9][0-9]*)$' THEN 'histogram'
               WHEN key ~ '^(weights|gradients)/[^/]+/[^/]+$' AND split_part(key, '/', 3) <> 'histogram' THEN 'tower'
@@ -38,10 +41,10 @@ WITH pt AS (
               WHEN strpos(key, 'weight_norm') > 0 THEN 'gradient'
               ELSE 'other' END AS place,
          CASE WHEN starts_with(key, 'weights/') THEN 'weight_stats' ELSE 'gradient_stats' END AS section
-    FROM (SELECT DISTINCT run_uuid, key FROM pt) keys
+    FROM ptk
 ), placed AS (
   -- Two keys with one gradient name: the first in code-point order keeps it, the others go to other.
-  SELECT run_uuid, key, section, split_part(key, '/', 2) AS tower, split_part(key, '/', 3) AS stat,
+  SELECT run_uuid, key, steps, arr, section, split_part(key, '/', 2) AS tower, split_part(key, '/', 3) AS stat,
          CASE WHEN place = 'gradient' AND row_number() OVER (PARTITION BY run_uuid, place, replace(key, '_weight_norm', '') ORDER BY key COLLATE "C") > 1
               THEN 'other' ELSE place END AS place
     FROM rule WHERE $2 OR place <> 'histogram'
@@ -51,36 +54,37 @@ WITH pt AS (
                        ELSE ARRAY[place, key] END AS slot
     FROM placed
 ), ep AS (
-  SELECT pt.run_uuid, array_agg(DISTINCT pt.step ORDER BY pt.step) AS steps
-    FROM pt JOIN slotted s USING (run_uuid, key) WHERE s.place IN ('loss', 'gradient', 'other', 'tower') GROUP BY pt.run_uuid
+  -- epochs: every step of every series key (most keys share one set of steps: unnest each set once).
+  SELECT run_uuid, array_agg(DISTINCT st ORDER BY st) AS steps
+    FROM (SELECT DISTINCT run_uuid, steps FROM slotted WHERE place IN ('loss', 'gradient', 'other', 'tower')) sets, unnest(steps) AS st GROUP BY run_uuid
 ), series AS (
   -- Aligned with epochs: null where the key has no point at that epoch.
-  SELECT s.run_uuid, s.slot, s.place, s.section, s.tower, s.stat, jsonb_agg(coalesce(pt.v, 'null'::jsonb) ORDER BY e.step) AS arr
-    FROM slotted s JOIN ep ON ep.run_uuid = s.run_uuid CROSS JOIN LATERAL unnest(ep.steps) AS e(step)
-    LEFT JOIN pt ON pt.run_uuid = s.run_uuid AND pt.key = s.key AND pt.step = e.step
-   WHERE s.place IN ('loss', 'gradient', 'other', 'tower')
-   GROUP BY s.run_uuid, s.slot, s.place, s.section, s.tower, s.stat
+  SELECT s.run_uuid, s.slot, s.place, s.section, s.tower, s.stat,
+         CASE WHEN s.steps = ep.steps THEN s.arr
+              ELSE (SELECT jsonb_agg(coalesce(s.arr -> (k.n - 1)::int, 'null'::jsonb) ORDER BY e.o)
+                      FROM unnest(ep.steps) WITH ORDINALITY AS e(step, o) LEFT JOIN unnest(s.steps) WITH ORDINALITY AS k(step, n) ON k.step = e.step) END AS arr
+    FROM slotted s JOIN ep USING (run_uuid) WHERE s.place IN ('loss', 'gradient', 'other', 'tower')
 ), fin AS (
-  SELECT run_uuid, jsonb_object_agg(key, v) AS obj FROM (
-    SELECT DISTINCT ON (s.run_uuid, s.key) s.run_uuid, s.key, pt.v FROM slotted s JOIN pt USING (run_uuid, key)
-     WHERE s.place = 'final' ORDER BY s.run_uuid, s.key, pt.step DESC) last GROUP BY run_uuid
+  SELECT run_uuid, jsonb_object_agg(key, arr -> -1) AS obj FROM slotted WHERE place = 'final' GROUP BY run_uuid
 ), hk AS (
-  SELECT s.run_uuid, s.section, s.tower, starts_with(split_part(s.key, '/', 4), 'edge_') AS edge, substring(s.key from '[0-9]+$')::int AS idx, pt.step, pt.v
-    FROM slotted s JOIN pt USING (run_uuid, key) WHERE s.place = 'histogram'
+  SELECT s.run_uuid, s.section, s.tower, starts_with(split_part(s.key, '/', 4), 'edge_') AS edge, substring(s.key from '[0-9]+$')::int AS idx, s.steps, s.arr
+    FROM slotted s WHERE s.place = 'histogram'
 ), edges AS (
   -- An edge is its value at the greatest step.
-  SELECT DISTINCT ON (run_uuid, section, tower, idx) run_uuid, section, tower, idx, v FROM hk WHERE edge ORDER BY run_uuid, section, tower, idx, step DESC
+  SELECT run_uuid, section, tower, idx, arr -> -1 AS v FROM hk WHERE edge
 ), edge_arr AS (
   SELECT d.run_uuid, d.section, d.tower, jsonb_agg(coalesce(e.v, 'null'::jsonb) ORDER BY j) AS arr
     FROM (SELECT run_uuid, section, tower, max(idx) AS n FROM edges GROUP BY 1, 2, 3) d CROSS JOIN LATERAL generate_series(0, d.n) AS j
     LEFT JOIN edges e ON e.run_uuid = d.run_uuid AND e.section = d.section AND e.tower = d.tower AND e.idx = j
    GROUP BY 1, 2, 3
+), bins AS (
+  SELECT h.run_uuid, h.section, h.tower, h.idx, k.step, h.arr -> (k.n - 1)::int AS v FROM hk h, unnest(h.steps) WITH ORDINALITY AS k(step, n) WHERE NOT h.edge
 ), bin_rows AS (
   SELECT d.run_uuid, d.section, d.tower, st.step, jsonb_agg(coalesce(b.v, 'null'::jsonb) ORDER BY i) AS r
-    FROM (SELECT run_uuid, section, tower, max(idx) AS n FROM hk WHERE NOT edge GROUP BY 1, 2, 3) d
-    JOIN (SELECT DISTINCT run_uuid, section, tower, step FROM hk WHERE NOT edge) st USING (run_uuid, section, tower)
+    FROM (SELECT run_uuid, section, tower, max(idx) AS n FROM bins GROUP BY 1, 2, 3) d
+    JOIN (SELECT DISTINCT run_uuid, section, tower, step FROM bins) st USING (run_uuid, section, tower)
     CROSS JOIN LATERAL generate_series(0, d.n) AS i
-    LEFT JOIN hk b ON NOT b.edge AND b.run_uuid = d.run_uuid AND b.section = d.section AND b.tower = d.tower AND b.step = st.step AND b.idx = i
+    LEFT JOIN bins b ON b.run_uuid = d.run_uuid AND b.section = d.section AND b.tower = d.tower AND b.step = st.step AND b.idx = i
    GROUP BY 1, 2, 3, 4
 ), hist AS (
   SELECT run_uuid, section, tower, jsonb_build_object('histogram', jsonb_build_object(
@@ -105,8 +109,9 @@ WITH pt AS (
 ), tag AS (
   SELECT run_uuid, jsonb_object_agg(key, coalesce(value, '')) AS obj FROM tags WHERE run_uuid = ANY($1) GROUP BY run_uuid
 ), counted AS (
-  SELECT s.run_uuid, count(*)::int AS points, jsonb_agg(DISTINCT jsonb_build_array(to_jsonb(s.slot), CASE WHEN s.place = 'histogram' THEN regexp_replace(s.key, '/[^/]*$', '/*') ELSE s.key END)) AS slots
-    FROM slotted s JOIN pt USING (run_uuid, key) GROUP BY s.run_uuid
+  SELECT run_uuid, sum(cardinality(steps))::int AS points,
+         jsonb_agg(DISTINCT jsonb_build_array(to_jsonb(slot), CASE WHEN place = 'histogram' THEN regexp_replace(key, '/[^/]*$', '/*') ELSE key END)) AS slots
+    FROM slotted GROUP BY run_uuid
 )
 SELECT r.run_uuid COLLATE "C" AS run_uuid, coalesce(c.points, 0) AS points, coalesce(c.slots, '[]')::text AS slots,
        jsonb_build_object(
@@ -119,10 +124,9 @@ SELECT r.run_uuid COLLATE "C" AS run_uuid, coalesce(c.points, 0) AS points, coal
          'final_metrics', coalesce(fin.obj, '{}'), 'params', coalesce(par.obj, '{}'), 'tags', coalesce(tag.obj, '{}'))::text AS doc
   FROM runs r LEFT JOIN ep USING (run_uuid) LEFT JOIN plain USING (run_uuid) LEFT JOIN stats USING (run_uuid)
   LEFT JOIN fin USING (run_uuid) LEFT JOIN par USING (run_uuid) LEFT JOIN tag USING (run_uuid) LEFT JOIN counted c USING (run_uuid)
- WHERE r.run_uuid = ANY($1)
- ORDER BY 1`;
+ WHERE r.run_uuid = ANY($1)`;
 
-/** The expected documents of `runIds` (runs the store does not hold are absent), in run-id order. */
+/** The expected documents of `runIds` (runs the store does not hold are absent), in no particular order. */
 export async function expectedHistories(databases: Databases, target: Target, runIds: string[], onRuns: (runs: ExpectedHistory[]) => Promise<void>): Promise<void> {
   await forEachRowChunk(mlflowPool(databases, target), EXPECTED_SQL, [runIds, target.data.histograms === 'include'], 25, async (rows: Row[]) => {
     await onRuns(rows.map((r) => ({ runId: r.run_uuid, doc: r.doc, points: r.points, slots: JSON.parse(r.slots) })));

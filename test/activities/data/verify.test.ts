@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBackfillActivities, type BackfillBatch } from '../../../src/activities/data/backfill';
 import { createHistogramActivities } from '../../../src/activities/data/histograms';
+import { expectedHistories, type ExpectedHistory } from '../../../src/activities/data/expected-history';
 import { createVerifyActivities } from '../../../src/activities/data/verify';
+import { compareChunk, type Mismatch } from '../../../src/activities/data/verify-compare';
 import { createDataWorld, type DataWorld } from '../../fixtures/mlflow-store';
 import { MemoryObjectStore } from '../../support/memory-object-store';
 import { failureOf } from '../../support/failures';
@@ -67,6 +69,22 @@ describe('verify (0.5)', () => {
     // No other row was written (xmin changes on every UPDATE).
     const after = await w.app.query(`SELECT mlflow_run_id, xmin::text AS version FROM ml_platform_quicktest WHERE mlflow_run_id = ANY($1) ORDER BY id`, [before.rows.map((r) => r.mlflow_run_id)]);
     expect(after.rows).toEqual(before.rows);
+  });
+
+  it('itemises the differences of the first runs only; each further run is one mismatch', async () => {
+    await backfillAll(w, true);
+    const runs = [w.runIds[1], w.runIds[2]].sort();
+    await w.app.query(`UPDATE ml_platform_quicktest SET training_history_json = jsonb_set(jsonb_set(training_history_json, '{loss,loss,1}', '7'), '{loss,val_loss,1}', '8') WHERE mlflow_run_id = ANY($1)`, [runs]);
+    const expected: ExpectedHistory[] = [];
+    await expectedHistories(w.databases, w.target, runs, async (r) => {
+      expected.push(...r);
+    });
+    const found: Mismatch[] = [];
+    await compareChunk(w.databases, w.target, runs, expected, (m) => found.push(m), { runs: 1 });
+    expect(found.map((m) => m.key)).toEqual(expect.arrayContaining(['loss', 'val_loss', '(cache)']));
+    expect(found).toHaveLength(3);
+    expect(found.find((m) => m.key === '(cache)')!.problem).toMatch(/not itemised/);
+    await backfillAll(w, true);
   });
 
   it('verifies a deterministic sample when fidelitySample is set', async () => {
