@@ -1,6 +1,6 @@
 // What the operator sees: the status the `status` query returns, the search attributes the UI's
 // workflow list filters on, the audit trail, and the markdown shown as Current Details.
-import { setCurrentDetails, upsertSearchAttributes } from '@temporalio/workflow';
+import { patched, setCurrentDetails, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import type { Shape } from '../shapes';
 import { MIGRATION_PHASE, MIGRATION_STATE, MIGRATION_TARGET } from '../temporal/search-attributes';
 import type { GateId } from '../types';
@@ -41,11 +41,15 @@ export function setState(status: MigrationStatus, state: MigrationState, waiting
 
 /** Publishes the status to the workflow list (search attributes) and the workflow's page (current details). */
 export function refresh(status: MigrationStatus): void {
-  upsertSearchAttributes([
+  const attributes = [
     { key: MIGRATION_TARGET, value: status.target },
     { key: MIGRATION_PHASE, value: status.phase === null ? (status.state === 'rolling-back' ? 'rollback' : '-') : String(status.phase) },
     { key: MIGRATION_STATE, value: status.state },
-  ]);
+  ];
+  // 11.4: an unchanged upsert is an event in history for nothing (69 of 284 in the approval path).
+  const current = workflowInfo().typedSearchAttributes;
+  const changed = attributes.some((a) => current.get(a.key) !== a.value);
+  if (changed || !patched('upsert-only-on-change')) upsertSearchAttributes(attributes);
   setCurrentDetails(renderDetails(status));
 }
 
