@@ -51,8 +51,14 @@ export class Migration {
     Object.assign(this.status, { steps: pendingSteps(shapeOf(target)), gates: pendingGates(shapeOf(target)) });
     for (const g of this.status.gates) g.requiresApproval = !!target.approvals[g.id];
     // One folder per migration run: one started again after a rollback must not find the last one's
-    // export, snapshots or records. Workflow time is replayed from history, so a reset keeps it.
-    const migrationId = patched('migration-folder-per-run') ? `${this.status.workflowId}/${new Date().toISOString().replace(/[:.]/g, '-')}` : this.status.workflowId;
+    // export, snapshots or records. 11.2: a reset to the first workflow task takes a new time but
+    // keeps the first run's ID, so the snapshots of the run before the reset are still found.
+    const perRun = patched('migration-folder-per-run');
+    const migrationId = patched('migration-folder-from-first-run')
+      ? `${this.status.workflowId}/${workflowInfo().firstExecutionRunId}`
+      : perRun
+        ? `${this.status.workflowId}/${new Date().toISOString().replace(/[:.]/g, '-')}`
+        : this.status.workflowId;
     this.status.migrationId = migrationId;
     this.ctx = { migrationId, targetName: input.target, target, dryRun: input.dryRun, gatesPassed: [], force: input.force, facts: {} };
     event(this.status, `started${input.dryRun ? ' (dry run: read-only planning)' : ''} for target ${input.target}`);
