@@ -34,6 +34,7 @@ export function pendingGates(shape: Shape): GateStatus[] {
 }
 
 export function setState(status: MigrationStatus, state: MigrationState, waitingFor?: WaitingFor): void {
+  if (status.state !== state || status.waitingFor?.next !== waitingFor?.next) status.notice = undefined;
   status.state = state;
   status.waitingFor = waitingFor;
   refresh(status);
@@ -51,6 +52,13 @@ export function refresh(status: MigrationStatus): void {
   const changed = attributes.some((a) => current.get(a.key) !== a.value);
   if (changed || !patched('upsert-only-on-change')) upsertSearchAttributes(attributes);
   setCurrentDetails(renderDetails(status));
+}
+
+/** An ignored or unknown request: in the audit trail, and in Current Details until the state changes (13.3). */
+export function notice(status: MigrationStatus, message: string): void {
+  event(status, message);
+  status.notice = message;
+  setCurrentDetails(renderDetails(status)); // text only: no search attribute changes
 }
 
 /** The audit trail: approvals, decisions, ignored requests. */
@@ -94,6 +102,7 @@ const ICON: Record<string, string> = {
   waiting: '‖ WAITING',
   passed: '✓',
   rejected: '✗ rejected',
+  cancelled: '⊘ cancelled',
 };
 
 /** The markdown the UI shows as "current details": where it stands and what to do next. */
@@ -101,6 +110,7 @@ export function renderDetails(s: MigrationStatus): string {
   const lines: string[] = [];
   const phase = s.phase === null ? '' : ` · Phase ${s.phase}: ${PHASE_TITLES[s.phase]}`;
   lines.push(`**${s.dryRun ? 'Dry run' : 'Migration'} of ${s.target || '…'}** · **${s.state}**${phase}`);
+  if (s.notice) lines.push('', `**Notice:** ${s.notice}`);
   if (s.waitingFor) lines.push('', `**Next:** ${s.waitingFor.next}`);
   if (s.state === 'rolling-back' || s.compensations.some((c) => c.state !== 'recorded')) {
     lines.push('', '**Rollback**', '');

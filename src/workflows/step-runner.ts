@@ -22,6 +22,7 @@ export async function runStep(m: Migration, id: string, body?: (ctx: StepContext
   const spec = stepSpec(id, shapeOf(m.target));
   const s = stepStatus(m.status, id);
   const exec = body ?? ((ctx: StepContext<Target>) => execute(spec.long ? 'long' : 'short', spec.activity, [ctx], `${id} ${spec.title}`));
+  m.beginUnlessStopped(`step ${id}`);
   if (m.ctx.dryRun) {
     const res = await exec(m.ctx);
     m.status.plan[id] = res.actions;
@@ -41,7 +42,10 @@ export async function runStep(m: Migration, id: string, body?: (ctx: StepContext
       refresh(m.status);
       return res;
     } catch (err) {
-      if (isCancellation(err)) throw err;
+      if (isCancellation(err)) {
+        Object.assign(s, { state: 'cancelled', endedAt: now() });
+        throw err;
+      }
       Object.assign(s, { state: 'blocked', endedAt: now(), error: describeFailure(err) });
       event(m.status, `step ${id} Blocked: ${s.error}`);
       const decision = await decide(m, id, `Step ${id} (${spec.title}) is Blocked: ${s.error}`, !!spec.skippable);
@@ -50,6 +54,7 @@ export async function runStep(m: Migration, id: string, body?: (ctx: StepContext
         refresh(m.status);
         return undefined;
       }
+      m.beginUnlessStopped(`the retry of step ${id}`);
     }
   }
 }
@@ -84,7 +89,7 @@ export function checkDecision(m: Migration, r: StepRequest, verb: Decision): str
 
 export function applyDecision(m: Migration, r: StepRequest, verb: Decision): string {
   m.decisions.set(r.step, verb);
-  event(m.status, `${verb} ${r.step}${r.by ? ` by ${r.by}` : ''}`);
+  event(m.status, `${verb} ${r.step} by ${r.by || 'someone unnamed (send "by")'}`);
   return `${verb} ${r.step}`;
 }
 

@@ -16,7 +16,7 @@ import { createGcpClients, type GcpClients } from '../../src/adapters/gcp/client
 import { createGcsObjectStore } from '../../src/adapters/gcp/gcs-object-store';
 import { createDatabases, type Databases } from '../../src/adapters/postgres';
 import { configFileSchema } from '../../src/config/schema';
-import type { MigrationResult } from '../../src/workflows/messages';
+import { migrationResult } from '../../src/temporal/client';
 import { useTestServer, waitForStatus, workflowBundle } from '../support/temporal';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -103,7 +103,7 @@ describe.skipIf(!haveChromium)('Temporal Web UI', () => {
 
       // Roll back from the UI: every recorded compensation runs, newest first.
       await sendSignal(page, 'rollback', '{"by": "alice", "reason": "walkthrough"}');
-      const result = (await h.result()) as MigrationResult;
+      const result = await migrationResult(h);
       expect(result.outcome).toBe('rolled-back');
       expect(result.status.compensations.map((c) => c.state)).toEqual(result.status.compensations.map(() => 'done'));
       await page.reload();

@@ -3,7 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/common';
 import { describe, expect, it } from 'vitest';
-import { commands, startMigration, type MigrationResult } from '../../src/temporal/client';
+import { commands, migrationResult, startMigration } from '../../src/temporal/client';
 import { defineStep } from '../../src/activities/step';
 import { demoTarget, fakeActivities } from '../support/fake-activities';
 import { useTestServer, waitForStatus, withWorker } from '../support/temporal';
@@ -32,7 +32,7 @@ describe('reset', () => {
     const fakes = fakeActivities(demoTarget({ approvals: noApprovals, bakePeriod: '1s' }), cloud.activities);
     await withWorker(server.env, fakes.activities, async (tq) => {
       const h = await startMigration(server.env.client, { target: 'reset' }, { taskQueue: tq });
-      const first = await h.result();
+      const first = await migrationResult(h);
       expect(first.outcome).toBe('completed');
       expect(cloud.effects).toEqual(['delete service', 'delete instance', 'delete trigger']);
 
@@ -48,7 +48,7 @@ describe('reset', () => {
         reason: 'test: reset to before 3.1',
         requestId: randomUUID(),
       });
-      const second = (await server.env.client.workflow.getHandle(h.workflowId, runId!).result()) as MigrationResult;
+      const second = await migrationResult(server.env.client.workflow.getHandle(h.workflowId, runId!));
       expect(second.outcome).toBe('completed');
       expect(cloud.effects).toEqual(['delete service', 'delete instance', 'delete trigger']);
       expect(second.status.steps.find((s) => s.id === '3.1')).toMatchObject({ state: 'done', summary: 'service gone' });
@@ -99,7 +99,7 @@ describe('reset', () => {
       const after = await waitForStatus(reset, (s) => s.waitingFor?.gate === 'phase-4');
       expect(after.migrationId).toBe(before.migrationId);
       await commands.rollback(reset, { by: 'alice', reason: 'test: undo after the reset' });
-      const result = (await reset.result()) as MigrationResult;
+      const result = await migrationResult(reset);
       expect(result.outcome).toBe('rolled-back');
       expect(result.status.compensations.find((c) => c.step === '3.1')).toMatchObject({ state: 'done', summary: 'service restored' });
       expect(service).toBe('mlflow-server spec');
