@@ -102,6 +102,7 @@ describe('the end of a migration', () => {
       await h.signal('rollback', { by: 'bob', reason: 'too late?' });
       const s = await waitForStatus(h, (x) => x.events.some((e) => e.message.startsWith('ignored rollback')));
       expect(s.events.find((e) => e.message.startsWith('ignored rollback'))?.message).toContain('rollback ends at 5.4');
+      expect(s.notice).toContain('ignored rollback: rollback ends at 5.4');
       await commands.retry(h, { step: '5.4', by: 'alice' });
       const result = await migrationResult(h);
       expect(result.outcome).toBe('completed');
