@@ -4,10 +4,11 @@ import { ApplicationFailure } from '@temporalio/common';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { describe, expect, it } from 'vitest';
 import { commands, migrationResult, startMigration } from '../../src/temporal/client';
+import { defineStep } from '../../src/activities/step';
 import type { StepContext } from '../../src/types';
 import type { MigrationStatus } from '../../src/workflows/messages';
 import { demoTarget, fakeActivities } from '../support/fake-activities';
-import { useTestServer, waitForStatus, withWorker } from '../support/temporal';
+import { recordHistory, useTestServer, waitForStatus, withWorker } from '../support/temporal';
 
 const server = useTestServer();
 let n = 0;
@@ -74,6 +75,7 @@ describe('the end of a migration', () => {
       expect((await h.describe()).searchAttributes.MigrationState).toEqual(['cancelled']);
       expect(records.map((r) => r.outcome)).toEqual(['cancelled']);
       expect(result.status.compensations.map((c) => [c.step, c.state])).toEqual([['3.1', 'done'], ['3.2', 'done'], ['3.3', 'done']]);
+      if (process.env.RECORD_HISTORIES) await recordHistory(server.env, h, 'cancel-path.json');
     });
   });
 
@@ -90,7 +92,9 @@ describe('the end of a migration', () => {
   });
 
   it('past the closure gate a rollback is refused with the reason, and the rollback signal is recorded as refused', async () => {
-    const { fakes, records } = recordingFakes({ 'phase-0': false, 'phase-2': false, 'phase-4': false, closure: true });
+    const { fakes, records } = recordingFakes({ 'phase-0': false, 'phase-2': false, 'phase-4': false, closure: false });
+    // No billing export: the closure gate waits for a human all the same (patched closure-approval-without-billing-export).
+    fakes.activities.checkBilling = defineStep({ plan: async () => [], run: async () => ({ summary: 'confirm the bill in the console', actions: [], facts: { consoleFilter: { project: 'demo-project' } } }) });
     fakes.failNext('deleteSecrets', 1, 'secret in use');
     await withWorker(server.env, fakes.activities, async (tq) => {
       const h = await startMigration(server.env.client, { target: `end-${++n}` }, { taskQueue: tq });
@@ -108,6 +112,7 @@ describe('the end of a migration', () => {
       expect(result.outcome).toBe('completed');
       expect(fakes.acted.filter((a) => a.startsWith('restore') || a.startsWith('enable'))).toEqual([]);
       expect(records.map((r) => r.outcome)).toEqual(['completed']);
+      if (process.env.RECORD_HISTORIES) await recordHistory(server.env, h, 'closure-path.json');
     });
   });
 

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { migrationResult, startMigration } from '../../src/temporal/client';
 import type { MigrationResult } from '../../src/workflows/messages';
 import { demoTarget, fakeActivities, type Fakes } from '../support/fake-activities';
-import { useTestServer, waitForStatus, workflowBundle } from '../support/temporal';
+import { recordHistory, useTestServer, waitForStatus, workflowBundle } from '../support/temporal';
 
 const server = useTestServer();
 let n = 0;
@@ -28,7 +28,7 @@ async function send(h: WorkflowHandle, message: Message): Promise<void> {
 }
 
 /** Runs to where `first` makes the next step start, stops the worker, sends both messages, and runs on. */
-async function stopAtStepStart(messages: Message[]): Promise<{ result: MigrationResult; fakes: Fakes }> {
+async function stopAtStepStart(messages: Message[], record?: string): Promise<{ result: MigrationResult; fakes: Fakes }> {
   const atGate = messages.includes('approve phase-2');
   const fakes = fakeActivities(demoTarget({ approvals: { 'phase-0': false, 'phase-2': atGate, 'phase-4': false, closure: false } }));
   if (!atGate) fakes.failNext('deleteArtifactsBucket', 1, 'bucket busy');
@@ -36,7 +36,11 @@ async function stopAtStepStart(messages: Message[]): Promise<{ result: Migration
   const h = await startMigration(server.env.client, { target: `stop-${process.pid}-${n}` }, { taskQueue });
   await withUncachedWorker(taskQueue, fakes, () => waitForStatus(h, (s) => (atGate ? s.waitingFor?.gate === 'phase-2' : s.waitingFor?.step === '3.4')));
   for (const m of messages) await send(h, m);
-  const result = await withUncachedWorker(taskQueue, fakes, () => migrationResult(h));
+  const result = await withUncachedWorker(taskQueue, fakes, async () => {
+    const r = await migrationResult(h);
+    if (record && process.env.RECORD_HISTORIES) await recordHistory(server.env, h, record);
+    return r;
+  });
   return { result, fakes };
 }
 
@@ -51,7 +55,7 @@ describe('a stop in the same workflow task as a step start', () => {
     ['skip 3.4', 'cancel'],
     ['cancel', 'skip 3.4'],
   ] as const)('%s + %s: 3.5 never begins, nothing shows running, no undo for it', async (...messages) => {
-    const { result, fakes } = await stopAtStepStart(messages);
+    const { result, fakes } = await stopAtStepStart(messages, messages.join(' + ') === 'skip 3.4 + rollback' ? 'stop-at-step-start.json' : undefined);
     const stop = messages.find((m) => m !== 'skip 3.4') as keyof typeof OUTCOME;
     expect(result.outcome).toBe(OUTCOME[stop]);
     expect(result.status.steps.filter((s) => s.state === 'running')).toEqual([]);
