@@ -62,7 +62,7 @@ export async function runStep(m: Migration, id: string, body?: (ctx: StepContext
 /** Waits for the operator's decision on what is Blocked at `id` (a step, a gate or a compensation). */
 export async function decide(m: Migration, id: string, why: string, skippable: boolean): Promise<Decision> {
   const rollingBack = m.status.state === 'rolling-back';
-  const verbs = [`\`retry\` with \`{"step": "${id}"}\``, ...(skippable ? [`\`skip\` with \`{"step": "${id}"}\``] : []), ...(rollingBack ? ['`abort`'] : ['`rollback`', '`abort`'])];
+  const verbs = [`\`retry\` with \`{"step": "${id}", "by": "YOUR_NAME"}\``, ...(skippable ? [`\`skip\` with \`{"step": "${id}", "by": "YOUR_NAME"}\``] : []), ...(rollingBack ? ['`abort`'] : ['`rollback`', '`abort`'])];
   setState(m.status, rollingBack ? 'rolling-back' : 'blocked', { kind: 'decision', step: id, next: `${why}. Fix the cause, then send ${verbs.join(' or ')}.` });
   await condition(() => m.decisions.has(id) || m.abortRollback);
   const d = m.decisions.get(id) ?? 'skip';
@@ -73,7 +73,7 @@ export async function decide(m: Migration, id: string, why: string, skippable: b
 /** `retry` / `skip`: why the request does not fit, or undefined when it does. */
 export function checkDecision(m: Migration, r: StepRequest, verb: Decision): string | undefined {
   const id = r?.step;
-  if (typeof id !== 'string') return `${verb} needs {"step": "<step id, e.g. 3.1>"}`;
+  if (typeof id !== 'string') return `${verb} needs {"step": "<step id, e.g. 3.1>", "by": "YOUR_NAME"}`;
   const comp = m.status.compensations.find((c) => c.step === id && c.state === 'blocked');
   if (m.status.state === 'rolling-back') {
     return comp ? undefined : `nothing is Blocked at ${id} during the rollback. ${nextHint(m.status)}`;

@@ -73,7 +73,9 @@ describe('operator messages', () => {
     fakes.failNext('auditReferences');
     await withWorker(server.env, fakes.activities, async (tq) => {
       const h = await startMigration(server.env.client, { target: `msg-${++n}` }, { taskQueue: tq });
-      await waitForStatus(h, (s) => s.waitingFor?.step === '0.4');
+      const blocked = await waitForStatus(h, (s) => s.waitingFor?.step === '0.4');
+      // Current Details asks for who decides, as the CLI and the dropdown examples send it.
+      expect(blocked.waitingFor?.next).toContain('`retry` with `{"step": "0.4", "by": "YOUR_NAME"}`');
       await commands.retry(h, { step: '0.4', by: 'dana' });
       await waitForStatus(h, (s) => s.waitingFor?.step === '0.7');
       await h.signal('skip', { step: '0.7', by: 'erin' });
