@@ -62,7 +62,7 @@ export async function runStep(m: Migration, id: string, body?: (ctx: StepContext
 /** Waits for the operator's decision on what is Blocked at `id` (a step, a gate or a compensation). */
 export async function decide(m: Migration, id: string, why: string, skippable: boolean): Promise<Decision> {
   const rollingBack = m.status.state === 'rolling-back';
-  const verbs = [`\`retry\` with \`{"step": "${id}", "by": "YOUR_NAME"}\``, ...(skippable ? [`\`skip\` with \`{"step": "${id}", "by": "YOUR_NAME"}\``] : []), ...(rollingBack ? ['`abort`'] : ['`rollback`', '`abort`'])];
+  const verbs = [`\`retry\` with \`{"step": "${id}", "by": "YOUR_NAME"}\``, ...(skippable ? [`\`skip\` with \`{"step": "${id}", "by": "YOUR_NAME"}\``] : []), ...(rollingBack || m.wayBackEnded ? ['`abort`'] : ['`rollback`', '`abort`'])];
   setState(m.status, rollingBack ? 'rolling-back' : 'blocked', { kind: 'decision', step: id, next: `${why}. Fix the cause, then send ${verbs.join(' or ')}.` });
   await condition(() => m.decisions.has(id) || m.abortRollback);
   const d = m.decisions.get(id) ?? 'skip';

@@ -101,7 +101,10 @@ describe('the end of a migration', () => {
       await waitForStatus(h, (s) => s.waitingFor?.gate === 'closure', 60_000);
       // Before closure the way back is open; the gate says where it ends.
       await commands.approve(h, { gate: 'closure', by: 'alice' });
-      await waitForStatus(h, (s) => s.waitingFor?.step === '5.4');
+      const blocked = await waitForStatus(h, (s) => s.waitingFor?.step === '5.4');
+      // Blocked at 5.4, the way on is retry or abort: rollback is no longer offered.
+      expect(blocked.waitingFor?.next).toMatch(/send `retry` with .* or `abort`\.$/);
+      expect(blocked.waitingFor?.next).not.toContain('`rollback`');
       await expect(commands.rollback(h, { by: 'bob', reason: 'too late?' })).rejects.toThrow(/rollback ends at 5\.4: it deletes the MLflow secrets/);
       await h.signal('rollback', { by: 'bob', reason: 'too late?' });
       const s = await waitForStatus(h, (x) => x.events.some((e) => e.message.startsWith('ignored rollback')));
