@@ -110,6 +110,16 @@ describe.skipIf(!haveChromium)('Temporal Web UI', () => {
       await openCurrentDetails(page);
       await expect.poll(() => currentDetails(page), { timeout: 20_000 }).toContain('rolled-back');
       await page.screenshot({ path: join(shots, '7-rolled-back.png'), fullPage: true });
+
+      // 13.2: in the workflow list a rolled-back migration is Failed, not a green Completed, and
+      // the README's MigrationState query and column find it.
+      const query = encodeURIComponent('WorkflowType="mlflowDecommission" AND MigrationState="rolled-back"');
+      await page.goto(`${ui}/namespaces/default/workflows?query=${query}`);
+      const row = page.getByRole('row').filter({ hasText: 'mlflow-decommission-demo' }).first();
+      // The badge's text is upper case in the list (FAILED).
+      await expect.poll(() => row.innerText().catch(() => ''), { timeout: 20_000 }).toMatch(/\bfailed\b/i);
+      expect(await row.innerText()).not.toMatch(/\bcompleted\b/i);
+      await page.screenshot({ path: join(shots, '8-list-rolled-back-is-failed.png') });
     });
   });
 });
