@@ -18,11 +18,12 @@ async function withUncachedWorker<T>(taskQueue: string, fakes: Fakes, fn: () => 
   return worker.runUntil(fn());
 }
 
-type Message = 'skip 3.4' | 'approve phase-2' | 'rollback' | 'abort' | 'cancel';
+type Message = 'skip 3.4' | 'approve phase-2' | 'reject phase-2' | 'rollback' | 'abort' | 'cancel';
 
 async function send(h: WorkflowHandle, message: Message): Promise<void> {
   if (message === 'skip 3.4') await h.signal('skip', { step: '3.4', by: 'alice' });
   else if (message === 'approve phase-2') await h.signal('approve', { gate: 'phase-2', by: 'alice' });
+  else if (message === 'reject phase-2') await h.signal('reject', { gate: 'phase-2', by: 'bob', reason: 'test: stop at step start' });
   else if (message === 'cancel') await h.cancel();
   else await h.signal(message, { by: 'bob', reason: 'test: stop at step start' });
 }
@@ -67,11 +68,13 @@ describe('a stop in the same workflow task as a step start', () => {
   });
 
   it.each([
-    ['approve phase-2', 'rollback'],
-    ['rollback', 'approve phase-2'],
-  ] as const)('%s + %s at the last gate before deleting: nothing is deleted, nothing is undone', async (...messages) => {
-    const { result, fakes } = await stopAtStepStart(messages);
-    expect(result.outcome).toBe('rolled-back');
+    ['approve phase-2', 'rollback', 'rolled-back'],
+    ['rollback', 'approve phase-2', 'rolled-back'],
+    ['approve phase-2', 'reject phase-2', 'rejected'],
+    ['reject phase-2', 'approve phase-2', 'rejected'],
+  ] as const)('%s + %s at the last gate before deleting: nothing is deleted, nothing is undone (%s)', async (first, second, outcome) => {
+    const { result, fakes } = await stopAtStepStart([first, second]);
+    expect(result.outcome).toBe(outcome);
     expect(result.status.steps.filter((s) => s.phase === 3).map((s) => s.state)).toEqual(['pending', 'pending', 'pending', 'pending', 'pending', 'pending']);
     expect(result.status.compensations).toEqual([]);
     expect(fakes.acted.filter((a) => a.startsWith('delete') || a.startsWith('restore'))).toEqual([]);
