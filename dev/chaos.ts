@@ -18,7 +18,7 @@ import { DefaultLogger, Runtime } from '@temporalio/worker';
 import pg from 'pg';
 import { createGcpClients } from '../src/adapters/gcp/clients';
 import { createGcsObjectStore } from '../src/adapters/gcp/gcs-object-store';
-import { commands, startMigration } from '../src/temporal/client';
+import { commands, migrationResult, startMigration } from '../src/temporal/client';
 import { SEARCH_ATTRIBUTES } from '../src/temporal/search-attributes';
 import type { CheckResult } from '../src/types';
 import type { MigrationResult, MigrationStatus } from '../src/workflows/messages';
@@ -85,7 +85,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
     log(`clean run of ${opts.runs} runs …`);
     const cleanWorker = spawnWorker(clean, address);
     workers.push(cleanWorker.child);
-    const cleanResult = await (await startMigration(temporal.client, { target: clean.name, approvals: NO_APPROVALS, bakePeriod: '5s' }, { taskQueue: clean.name })).result();
+    const cleanResult = await migrationResult(await startMigration(temporal.client, { target: clean.name, approvals: NO_APPROVALS, bakePeriod: '5s' }, { taskQueue: clean.name }));
     cleanWorker.child.kill('SIGTERM');
 
     log(`chaos run: ${opts.kills} kills …`);
@@ -158,7 +158,7 @@ async function finish(handle: () => WorkflowHandle, unblock: Unblocker): Promise
   for (;;) {
     const h = handle();
     const desc = await h.describe().catch(() => undefined);
-    if (desc && desc.status.name !== 'RUNNING') return (await h.result()) as MigrationResult;
+    if (desc && desc.status.name !== 'RUNNING') return migrationResult(h);
     if (desc) await unblock(h, desc.searchAttributes.MigrationState?.[0]);
     await sleep(500);
   }

@@ -22,7 +22,7 @@ import { createAppTable, createMlflowSchema, seedAppRows, seedMlflowRuns } from 
 import { createDatabase, freePort, startPostgres } from './postgres';
 import { devServerExecutable } from './temporal';
 import { createGcpClients } from '../src/adapters/gcp/clients';
-import { commands, startMigration } from '../src/temporal/client';
+import { commands, migrationResult, startMigration } from '../src/temporal/client';
 import { cloudTargetSchema } from '../src/config/schema';
 import { readWorkerEnv } from '../src/config/environment';
 import { SEARCH_ATTRIBUTES } from '../src/temporal/search-attributes';
@@ -108,7 +108,7 @@ async function main(): Promise<number> {
     say(`after Phase 3: ${Object.entries(gone).map(([k, v]) => `${k} ${v === 'absent' ? 'gone' : 'present'}`).join(', ')}`);
     say('rolling back');
     await commands.rollback(handle, { by: 'e2e:gcp', reason: `acceptance run ${n.runId}` });
-    const result = await handle.result();
+    const result = await migrationResult(handle);
     for (const c of result.status.compensations) say(`  undo ${c.step}: ${c.state}${c.summary ? ` — ${c.summary}` : ''}${c.error ? ` — ${c.error}` : ''}`);
     const after = { ...(await acceptanceInventory(gcp, n)), mlflowRows: await rowCounts(await urlNow()) };
     const differences = Object.keys(before).filter((k) => !isDeepStrictEqual((before as Record<string, unknown>)[k], (after as Record<string, unknown>)[k]));

@@ -38,7 +38,7 @@ export async function startShapeDemo(opts: { shape: string; adminUrl: string; di
       notes: [
         `The phase-2 gate holds while MLflow answers http://127.0.0.1:${port}/health. Stop "the container":`,
         `  curl -X POST http://127.0.0.1:${port}/_stop`,
-        'then send retry {"step": "phase-2"} (npx mlflow-decommission retry demo phase-2).',
+        'then send retry {"step": "phase-2", "by": "YOUR_NAME"} (npx mlflow-decommission retry demo phase-2).',
       ],
       close: async () => {
         container.close();

@@ -4,12 +4,12 @@ import { Client, Connection, WorkflowNotFoundError, type WorkflowHandle } from '
 import { defaultPayloadConverter } from '@temporalio/common';
 import { Command, Option } from 'commander';
 import { workflowIdFor } from '../config/schema';
-import { commands, MigrationInputError, planWorkflowId, RequestRefused, startMigration } from '../temporal/client';
+import { commands, MigrationInputError, migrationResult, planWorkflowId, RequestRefused, startMigration } from '../temporal/client';
 import { ConfigError, readWorkerEnv } from '../config/environment';
 import { renderReport } from '../completion-record';
 import { userInfo } from 'node:os';
 import { GATE_IDS, type GateId } from '../types';
-import type { MigrationResult } from '../workflows/messages';
+import { ENDED_STATES } from '../workflows/messages';
 import { renderPlan, renderStatus, type Progress } from './render';
 import { connectionOptions, dataConverter } from '../temporal/connection';
 import { promoteVersion } from '../temporal/versioning';
@@ -51,7 +51,7 @@ program
   .action(async (target: string) => {
     const client = await connect();
     const h = await startMigration(client, { target, dryRun: true }, { taskQueue, workflowId: `${planWorkflowId(target)}-${Date.now()}` });
-    const result = (await h.result()) as MigrationResult;
+    const result = await migrationResult(h);
     out(result.status.plan, () => renderPlan(result.status));
   });
 
@@ -79,7 +79,7 @@ program
       const [status, progress] = await Promise.all([commands.status(h), heartbeats(h)]);
       if (opts.watch && !(program.opts() as Global).json) process.stdout.write('\x1b[2J\x1b[H');
       out({ ...status, progress }, () => renderStatus(status, progress));
-      if (!opts.watch || ['completed', 'planned', 'rolled-back', 'rejected', 'aborted'].includes(status.state)) return;
+      if (!opts.watch || ENDED_STATES.includes(status.state)) return;
       await new Promise((r) => setTimeout(r, 2000));
     }
   });

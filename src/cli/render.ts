@@ -8,10 +8,11 @@ export interface Progress {
   details?: unknown;
 }
 
-const MARK: Record<string, string> = { done: '✔', running: '▶', blocked: '✖', skipped: '↷', pending: ' ', planned: '·', passed: '✔', waiting: '⏸', failed: '✖', checking: '▶', rejected: '✖' };
+const MARK: Record<string, string> = { done: '✔', running: '▶', blocked: '✖', skipped: '↷', pending: ' ', planned: '·', passed: '✔', waiting: '⏸', failed: '✖', checking: '▶', rejected: '✖', cancelled: '⊘' };
 
 export function renderStatus(s: MigrationStatus, progress: Progress[] = []): string {
   const lines = [`${s.workflowId}  ${s.state}${s.phase === null ? '' : `  phase ${s.phase}`}`];
+  if (s.notice) lines.push(`notice: ${s.notice}`);
   if (s.waitingFor) lines.push(`next: ${s.waitingFor.next}`);
   for (const p of progress) {
     const d = (p.details ?? {}) as { runsDone?: number; runsTotal?: number; points?: number };

@@ -1,6 +1,7 @@
 // Client helpers for the CLI, the demo and scripts: start a migration the one right way and
 // send the operator's commands as updates, so a refused request is heard at once.
-import { WorkflowExecutionAlreadyStartedError, WorkflowUpdateFailedError, type Client, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
+import { WorkflowExecutionAlreadyStartedError, WorkflowFailedError, WorkflowUpdateFailedError, type Client, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { describeIssues, migrationInputSchema, workflowIdFor, type MigrationInput } from '../config/schema';
 import * as msg from '../workflows/messages';
 import type { MigrationResult, MigrationStatus } from '../workflows/messages';
@@ -72,5 +73,28 @@ export const commands = {
   abort: (h: WorkflowHandle, r: msg.StopRequest) => send(h, msg.abortUpdate, r),
   status: (h: WorkflowHandle): Promise<MigrationStatus> => h.query(msg.statusQuery),
 };
+
+const OUTCOME_OF_FAILURE = new Map<string, MigrationResult['outcome']>(Object.entries(msg.OUTCOME_FAILURE_TYPES).map(([outcome, type]) => [type, outcome as MigrationResult['outcome']]));
+
+/**
+ * How a migration ended, for every end: a completed one returns its result; a rolled-back,
+ * rejected or aborted one fails (so the workflow list tells it apart) with the result in the
+ * failure's details; a cancelled one is asked for its status. Anything else is thrown.
+ */
+export async function migrationResult(handle: WorkflowHandle): Promise<MigrationResult> {
+  try {
+    return (await handle.result()) as MigrationResult;
+  } catch (err) {
+    if (!(err instanceof WorkflowFailedError)) throw err;
+    const cause = err.cause;
+    const outcome = cause instanceof ApplicationFailure && cause.type ? OUTCOME_OF_FAILURE.get(cause.type) : undefined;
+    if (outcome && cause instanceof ApplicationFailure) {
+      const result = cause.details?.[0] as MigrationResult | undefined;
+      if (result?.status) return result;
+    }
+    if (cause instanceof CancelledFailure) return { outcome: 'cancelled', status: await handle.query(msg.statusQuery) };
+    throw err;
+  }
+}
 
 export type { MigrationResult, MigrationStatus };

@@ -25,6 +25,23 @@ export async function passGate(m: Migration, id: GateId): Promise<void> {
     refresh(m.status);
     return;
   }
+  m.beginUnlessStopped(`gate ${id}`);
+  try {
+    await checkAndWait(m, id, g);
+  } catch (err) {
+    // A stop while the gate checked or waited: it did not pass (a rejected gate keeps `rejected`).
+    if (isCancellation(err) && (g.state === 'checking' || g.state === 'waiting')) g.state = 'cancelled';
+    throw err;
+  }
+  g.state = 'passed';
+  m.ctx.gatesPassed.push(id);
+  event(m.status, `gate ${id} passed${g.approval ? ` (approved by ${g.approval.by})` : ''}`);
+  setState(m.status, 'running');
+}
+
+/** The checks until they pass (or the operator retries them), then the approval where one is needed. */
+async function checkAndWait(m: Migration, id: GateId, g: GateStatus): Promise<void> {
+  const spec = gateSpec(id, shapeOf(m.target));
   for (;;) {
     Object.assign(g, { state: 'checking', checks: [] });
     setState(m.status, 'running');
@@ -53,10 +70,6 @@ export async function passGate(m: Migration, id: GateId): Promise<void> {
     });
     await condition(() => g.approval !== undefined);
   }
-  g.state = 'passed';
-  m.ctx.gatesPassed.push(id);
-  event(m.status, `gate ${id} passed${g.approval ? ` (approved by ${g.approval.by})` : ''}`);
-  setState(m.status, 'running');
 }
 
 /** A gate that must wait for a human this time, whatever the approval settings say. */

@@ -17,6 +17,7 @@ export interface RejectRequest {
 }
 export interface StepRequest {
   step: string;
+  /** Who decided: the CLI and the UI's examples always send it (13.5); older clients may not. */
   by?: string;
 }
 export interface StopRequest {
@@ -28,8 +29,8 @@ export interface StopRequest {
 export const DESCRIPTIONS = {
   approve: 'Approve the checkpoint gate that is waiting. {"gate": "phase-0", "by": "alice", "comment": "checked 3 runs"}',
   reject: 'Reject the waiting gate: the migration rolls back what it did. {"gate": "phase-0", "by": "alice", "reason": "…"}',
-  retry: 'Run a Blocked step (or a failed gate check, or a Blocked compensation) again after fixing its cause. {"step": "3.1"}',
-  skip: 'Skip a Blocked step marked skippable (or leave a Blocked compensation undone). {"step": "0.4"}',
+  retry: 'Run a Blocked step (or a failed gate check, or a Blocked compensation) again after fixing its cause. {"step": "3.1", "by": "alice"}',
+  skip: 'Skip a Blocked step marked skippable (or leave a Blocked compensation undone). {"step": "0.4", "by": "alice"}',
   rollback: 'Stop and undo every recorded step, newest first. {"by": "alice", "reason": "…"}',
   abort: 'Stop now without undoing anything; recorded compensations stay listed in the result. {"by": "alice", "reason": "…"}',
   status: 'Where the migration stands: phase, every step, gate results, what it waits for, compensations, the plan.',
@@ -51,8 +52,9 @@ export const abortUpdate = defineUpdate<string, [StopRequest]>('abort');
 
 export const statusQuery = defineQuery<MigrationStatus>('status');
 
-export type StepState = 'pending' | 'running' | 'done' | 'blocked' | 'skipped' | 'planned';
-export type GateState = 'pending' | 'checking' | 'failed' | 'waiting' | 'passed' | 'rejected' | 'planned';
+/** `cancelled`: a stop arrived while it ran; a step a stop reached before it began stays `pending`. */
+export type StepState = 'pending' | 'running' | 'done' | 'blocked' | 'skipped' | 'planned' | 'cancelled';
+export type GateState = 'pending' | 'checking' | 'failed' | 'waiting' | 'passed' | 'rejected' | 'planned' | 'cancelled';
 export type MigrationState =
   | 'starting'
   | 'running'
@@ -64,7 +66,8 @@ export type MigrationState =
   | 'planned'
   | 'rolled-back'
   | 'rejected'
-  | 'aborted';
+  | 'aborted'
+  | 'cancelled';
 
 export interface StepStatus {
   id: string;
@@ -135,9 +138,23 @@ export interface MigrationStatus {
   facts: Record<string, unknown>;
   /** Approvals, ignored requests, decisions: the audit trail. */
   events: MigrationEvent[];
+  /** An ignored or unknown request, shown in Current Details until the next state change. */
+  notice?: string;
+  /** When the workflow started (a reset keeps it) and ended, and how: for the completion record. */
+  startedAt?: string;
+  endedAt?: string;
+  outcome?: MigrationOutcome;
 }
 
+/** The states a migration ends in. */
+export const ENDED_STATES: readonly MigrationState[] = ['completed', 'planned', 'rolled-back', 'rejected', 'aborted', 'cancelled'];
+
+export type MigrationOutcome = 'completed' | 'planned' | 'rolled-back' | 'rejected' | 'aborted' | 'cancelled';
+
+/** 13.2: the workflow list shows these as Failed, with the outcome and status in the failure's details. */
+export const OUTCOME_FAILURE_TYPES = { 'rolled-back': 'MigrationRolledBack', rejected: 'MigrationRejected', aborted: 'MigrationAborted' } as const;
+
 export interface MigrationResult {
-  outcome: 'completed' | 'planned' | 'rolled-back' | 'rejected' | 'aborted';
+  outcome: MigrationOutcome;
   status: MigrationStatus;
 }

@@ -3,7 +3,7 @@
 // (running a step, Blocked and decisions), gates.ts (checks and approvals), rollback.ts (the
 // compensation stack), operator-messages.ts (signals, updates, the query) and status.ts (what the
 // UI shows). This file holds the run's beginning and end: input, target, outcome.
-import { ApplicationFailure, CancellationScope, isCancellation, patched, sleep, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, CancelledFailure, isCancellation, patched, sleep, workflowInfo } from '@temporalio/workflow';
 import { describeIssues, durationMs, effectiveApprovals, migrationInputSchema, workflowIdFor, type MigrationInput, type Target } from '../config/schema';
 import { shapeOf } from '../shapes';
 import type { GateId, PhaseId, StepContext, StepResult } from '../types';
@@ -11,6 +11,7 @@ import { execute } from './activity-options';
 import { passGate, requireApproval } from './gates';
 import type { MigrationResult, MigrationStatus } from './messages';
 import { rollback, type Stop } from './rollback';
+import { finish } from './outcome';
 import { event, initialStatus, pendingGates, pendingSteps, setState } from './status';
 import { runStep, type Decision } from './step-runner';
 import { PHASE_TITLES, type ActivityName, type Activities } from './steps';
@@ -26,6 +27,8 @@ export class Migration {
   stop?: Stop;
   /** `abort` during a rollback: stop before the next compensation. */
   abortRollback = false;
+  /** Set once 5.4 may begin (patched path only): why `rollback` is refused from then on. */
+  wayBackEnded?: string;
   /** The phases run in it; a stop cancels it. */
   readonly scope = new CancellationScope();
 
@@ -43,16 +46,21 @@ export class Migration {
         'InvalidInput',
       );
     }
-    this.status.target = input.target;
-    this.status.dryRun = input.dryRun;
+    Object.assign(this.status, { target: input.target, dryRun: input.dryRun, startedAt: workflowInfo().startTime.toISOString() });
     const loaded = await loadTarget(input.target);
     const target: Target = { ...loaded, bakePeriod: input.bakePeriod ?? loaded.bakePeriod, approvals: effectiveApprovals(loaded, input) };
     // The status lists the steps and gates of the target's shape only (the same lists for the cloud shape).
     Object.assign(this.status, { steps: pendingSteps(shapeOf(target)), gates: pendingGates(shapeOf(target)) });
     for (const g of this.status.gates) g.requiresApproval = !!target.approvals[g.id];
     // One folder per migration run: one started again after a rollback must not find the last one's
-    // export, snapshots or records. Workflow time is replayed from history, so a reset keeps it.
-    const migrationId = patched('migration-folder-per-run') ? `${this.status.workflowId}/${new Date().toISOString().replace(/[:.]/g, '-')}` : this.status.workflowId;
+    // export, snapshots or records. 11.2: a reset to the first workflow task takes a new time but
+    // keeps the first run's ID, so the snapshots of the run before the reset are still found.
+    const perRun = patched('migration-folder-per-run');
+    const migrationId = patched('migration-folder-from-first-run')
+      ? `${this.status.workflowId}/${workflowInfo().firstExecutionRunId}`
+      : perRun
+        ? `${this.status.workflowId}/${new Date().toISOString().replace(/[:.]/g, '-')}`
+        : this.status.workflowId;
     this.status.migrationId = migrationId;
     this.ctx = { migrationId, targetName: input.target, target, dryRun: input.dryRun, gatesPassed: [], force: input.force, facts: {} };
     event(this.status, `started${input.dryRun ? ' (dry run: read-only planning)' : ''} for target ${input.target}`);
@@ -62,31 +70,43 @@ export class Migration {
     return this.ctx.target;
   }
 
-  /** Runs the phases; rollback, reject, abort and cancellation all end here. */
+  /** Runs the phases; rollback, reject, abort and cancellation all end here (outcome.ts). */
   async run(phases: () => Promise<void>): Promise<MigrationResult> {
     try {
       await this.scope.run(phases);
-      setState(this.status, this.ctx.dryRun ? 'planned' : 'completed');
-      return { outcome: this.ctx.dryRun ? 'planned' : 'completed', status: this.status };
+      return await finish(this, this.ctx.dryRun ? 'planned' : 'completed');
     } catch (err) {
-      if (this.stop?.kind === 'abort') {
-        setState(this.status, 'aborted');
-        return { outcome: 'aborted', status: this.status };
-      }
+      if (this.stop?.kind === 'abort') return finish(this, 'aborted', err);
       if (!this.stop && !isCancellation(err)) throw err;
       // Cancelled from the UI, rollback signalled, or a gate rejected: undo, whatever else arrives.
-      await CancellationScope.nonCancellable(() => rollback(this));
-      if (this.abortRollback) {
-        setState(this.status, 'aborted');
-        return { outcome: 'aborted', status: this.status };
-      }
-      if (!this.stop) throw err; // ends as Cancelled in the UI, after the undo
-      setState(this.status, this.stop.kind === 'reject' ? 'rejected' : 'rolled-back');
-      return { outcome: this.stop.kind === 'reject' ? 'rejected' : 'rolled-back', status: this.status };
+      // Past 5.4 there is no way back (a cancel then only stops).
+      if (!this.wayBackEnded) await CancellationScope.nonCancellable(() => rollback(this));
+      if (this.abortRollback) return finish(this, 'aborted', err);
+      if (!this.stop) return finish(this, 'cancelled', err); // ends as Cancelled in the UI, after the undo
+      return finish(this, this.stop.kind === 'reject' ? 'rejected' : 'rolled-back', err);
+    }
+  }
+
+  /**
+   * 11.3: once a stop arrived, nothing new begins (phase, step, gate, timer): a step a stop
+   * reached first stays `pending`, with no compensation recorded for it.
+   */
+  beginUnlessStopped(what: string): void {
+    if (this.scope.consideredCancelled && patched('nothing-begins-after-a-stop')) {
+      throw new CancelledFailure(`${this.stop ? `${this.stop.kind} by ${this.stop.by}` : 'cancelled'} before ${what} began`);
+    }
+  }
+
+  /** Issue 10: from here on an undo would bring back what references deleted secrets; `rollback` is refused with `why`. */
+  endWayBack(why: string): void {
+    if (patched('rollback-ends-at-5.4')) {
+      this.wayBackEnded = why;
+      event(this.status, why);
     }
   }
 
   enterPhase(phase: PhaseId): void {
+    this.beginUnlessStopped(`Phase ${phase}`);
     this.status.phase = phase;
     event(this.status, `Phase ${phase}: ${PHASE_TITLES[phase]}`);
     setState(this.status, 'running');
@@ -114,6 +134,7 @@ export class Migration {
 
   /** A durable timer the UI names (e.g. the bake period before the billing check). */
   async wait(duration: string, why: string): Promise<void> {
+    this.beginUnlessStopped('the timer');
     if (this.ctx.dryRun) {
       this.status.plan[`wait ${why}`] = [{ call: 'timer', resource: duration, description: `wait ${duration}: ${why}` }];
       return;

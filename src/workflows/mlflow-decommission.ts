@@ -9,6 +9,7 @@ import type { StepContext, StepResult } from '../types';
 import type { MigrationResult } from './messages';
 import { Migration } from './migration';
 import { registerOperatorMessages } from './operator-messages';
+import { now } from './status';
 import type { Activities } from './steps';
 
 const { loadTarget } = proxyActivities<Activities>({ startToCloseTimeout: '1 minute', retry: { maximumAttempts: 3 } });
@@ -105,9 +106,10 @@ async function phase5CostVerificationAndClosure(m: Migration): Promise<void> {
     m.requireApproval('closure', 'no billing export is configured: a human confirms the bill in the console (step 5.2 shows the filter)');
   }
   await m.gate('closure');
+  m.endWayBack('rollback ends at 5.4: it deletes the MLflow secrets for good, and the service and tracking URI an undo would bring back reference them.');
   await m.step('5.4');
   await m.step('5.5');
-  await m.step('5.6', (ctx) => m.call('writeCompletionRecord', [ctx, m.status], '5.6 Write the completion record'));
+  await m.step('5.6', (ctx) => writeCompletionRecord(m, ctx));
 }
 
 /** No cloud bill to wait for (5.2 says so): verify that exactly MLflow's objects went, then close. */
@@ -116,7 +118,13 @@ async function phase5VerifyAndClose(m: Migration): Promise<void> {
   await m.step('5.1');
   await m.step('5.2');
   await m.gate('closure');
-  await m.step('5.6', (ctx) => m.call('writeCompletionRecord', [ctx, m.status], '5.6 Write the completion record'));
+  await m.step('5.6', (ctx) => writeCompletionRecord(m, ctx));
+}
+
+/** 5.6: the record of a completed migration, with its outcome and end time (13.1). */
+function writeCompletionRecord(m: Migration, ctx: StepContext<Target>): Promise<StepResult> {
+  const status = ctx.dryRun ? m.status : { ...m.status, outcome: 'completed' as const, endedAt: now() };
+  return m.call('writeCompletionRecord', [ctx, status], '5.6 Write the completion record');
 }
 
 /** Lanes before 'backfill-lanes-from-config': migrations started then keep them on replay. */

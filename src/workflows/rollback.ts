@@ -3,7 +3,7 @@
 // that is never cancelled. A failed undo blocks and waits, like a failed step. `rollback`, `abort`
 // and a rejected gate stop the phases by cancelling their scope.
 import { execute } from './activity-options';
-import type { MigrationStatus, StopRequest } from './messages';
+import { ENDED_STATES, type MigrationStatus, type StopRequest } from './messages';
 import type { Migration } from './migration';
 import { decide, describeFailure } from './step-runner';
 import { event, now, refresh, setState } from './status';
@@ -32,7 +32,7 @@ export function voidCompensation(status: MigrationStatus, stepId: string, why: s
 /** Newest first, each until it succeeds or the operator skips it; the caller runs it non-cancellable. */
 export async function rollback(m: Migration): Promise<void> {
   m.status.phase = null;
-  event(m.status, m.stop ? `${m.stop.kind} by ${m.stop.by}: ${m.stop.reason}` : 'cancelled: rolling back');
+  event(m.status, m.stop ? `rolling back (${m.stop.kind})` : 'cancelled: rolling back');
   setState(m.status, 'rolling-back');
   for (const c of [...m.status.compensations].reverse()) {
     if (c.state !== 'recorded' && c.state !== 'blocked') continue;
@@ -61,8 +61,9 @@ export async function rollback(m: Migration): Promise<void> {
 /** `rollback` / `abort`: why the request does not fit, or undefined when it does. */
 export function checkStop(m: Migration, r: StopRequest, kind: 'rollback' | 'abort'): string | undefined {
   if (!r?.by || !r.reason) return `say who and why: {"by": "YOUR_NAME", "reason": "…"}`;
-  if (['completed', 'planned', 'rolled-back', 'rejected', 'aborted'].includes(m.status.state)) return `the migration has ended (${m.status.state})`;
+  if (ENDED_STATES.includes(m.status.state)) return `the migration has ended (${m.status.state})`;
   if (m.status.state === 'rolling-back') return kind === 'abort' ? undefined : 'already rolling back';
+  if (kind === 'rollback' && m.wayBackEnded) return `${m.wayBackEnded} Send \`abort\` to stop instead.`;
   if (m.stop) return `already stopping (${m.stop.kind})`;
   return undefined;
 }
@@ -80,5 +81,6 @@ export function applyStop(m: Migration, r: StopRequest, kind: 'rollback' | 'abor
 /** Stops the phases: the running step's activity is cancelled, and Migration.run decides what follows. */
 export function stopWith(m: Migration, kind: StopKind, by: string, reason: string): void {
   m.stop = { kind, by, reason };
+  event(m.status, `${kind} by ${by}: ${reason}`); // the audit trail names who stopped it, whatever follows
   m.scope.cancel();
 }

@@ -22,6 +22,7 @@ export async function runStep(m: Migration, id: string, body?: (ctx: StepContext
   const spec = stepSpec(id, shapeOf(m.target));
   const s = stepStatus(m.status, id);
   const exec = body ?? ((ctx: StepContext<Target>) => execute(spec.long ? 'long' : 'short', spec.activity, [ctx], `${id} ${spec.title}`));
+  m.beginUnlessStopped(`step ${id}`);
   if (m.ctx.dryRun) {
     const res = await exec(m.ctx);
     m.status.plan[id] = res.actions;
@@ -41,7 +42,10 @@ export async function runStep(m: Migration, id: string, body?: (ctx: StepContext
       refresh(m.status);
       return res;
     } catch (err) {
-      if (isCancellation(err)) throw err;
+      if (isCancellation(err)) {
+        Object.assign(s, { state: 'cancelled', endedAt: now() });
+        throw err;
+      }
       Object.assign(s, { state: 'blocked', endedAt: now(), error: describeFailure(err) });
       event(m.status, `step ${id} Blocked: ${s.error}`);
       const decision = await decide(m, id, `Step ${id} (${spec.title}) is Blocked: ${s.error}`, !!spec.skippable);
@@ -50,6 +54,7 @@ export async function runStep(m: Migration, id: string, body?: (ctx: StepContext
         refresh(m.status);
         return undefined;
       }
+      m.beginUnlessStopped(`the retry of step ${id}`);
     }
   }
 }
@@ -57,7 +62,7 @@ export async function runStep(m: Migration, id: string, body?: (ctx: StepContext
 /** Waits for the operator's decision on what is Blocked at `id` (a step, a gate or a compensation). */
 export async function decide(m: Migration, id: string, why: string, skippable: boolean): Promise<Decision> {
   const rollingBack = m.status.state === 'rolling-back';
-  const verbs = [`\`retry\` with \`{"step": "${id}"}\``, ...(skippable ? [`\`skip\` with \`{"step": "${id}"}\``] : []), ...(rollingBack ? ['`abort`'] : ['`rollback`', '`abort`'])];
+  const verbs = [`\`retry\` with \`{"step": "${id}", "by": "YOUR_NAME"}\``, ...(skippable ? [`\`skip\` with \`{"step": "${id}", "by": "YOUR_NAME"}\``] : []), ...(rollingBack || m.wayBackEnded ? ['`abort`'] : ['`rollback`', '`abort`'])];
   setState(m.status, rollingBack ? 'rolling-back' : 'blocked', { kind: 'decision', step: id, next: `${why}. Fix the cause, then send ${verbs.join(' or ')}.` });
   await condition(() => m.decisions.has(id) || m.abortRollback);
   const d = m.decisions.get(id) ?? 'skip';
@@ -68,7 +73,7 @@ export async function decide(m: Migration, id: string, why: string, skippable: b
 /** `retry` / `skip`: why the request does not fit, or undefined when it does. */
 export function checkDecision(m: Migration, r: StepRequest, verb: Decision): string | undefined {
   const id = r?.step;
-  if (typeof id !== 'string') return `${verb} needs {"step": "<step id, e.g. 3.1>"}`;
+  if (typeof id !== 'string') return `${verb} needs {"step": "<step id, e.g. 3.1>", "by": "YOUR_NAME"}`;
   const comp = m.status.compensations.find((c) => c.step === id && c.state === 'blocked');
   if (m.status.state === 'rolling-back') {
     return comp ? undefined : `nothing is Blocked at ${id} during the rollback. ${nextHint(m.status)}`;
@@ -84,7 +89,7 @@ export function checkDecision(m: Migration, r: StepRequest, verb: Decision): str
 
 export function applyDecision(m: Migration, r: StepRequest, verb: Decision): string {
   m.decisions.set(r.step, verb);
-  event(m.status, `${verb} ${r.step}${r.by ? ` by ${r.by}` : ''}`);
+  event(m.status, `${verb} ${r.step} by ${r.by || 'someone unnamed (send "by")'}`);
   return `${verb} ${r.step}`;
 }
 

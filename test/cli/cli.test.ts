@@ -2,6 +2,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { migrationResult } from '../../src/temporal/client';
 import { demoTarget, fakeActivities } from '../support/fake-activities';
 import { useTestServer, waitForStatus, withWorker } from '../support/temporal';
 
@@ -46,7 +47,7 @@ describe('mlflow-decommission CLI', () => {
 
       const rb = await cli(tq, 'rollback', 'cli-demo', '--reason', 'demo over');
       expect(rb.stdout).toContain('rolling back');
-      await h.result();
+      await migrationResult(h);
       const report = await cli(tq, 'report', 'cli-demo');
       expect(report.stdout).toContain('# MLflow decommission: cli-demo');
       expect(report.stdout).toContain('phase-0: dana');

@@ -12,7 +12,7 @@ import { createActivities } from '../../src/activities';
 import { createGcpClients, isNotFound } from '../../src/adapters/gcp/clients';
 import { createGcsObjectStore } from '../../src/adapters/gcp/gcs-object-store';
 import { createDatabases } from '../../src/adapters/postgres';
-import { commands, startMigration } from '../../src/temporal/client';
+import { commands, migrationResult, startMigration } from '../../src/temporal/client';
 import { configFileSchema } from '../../src/config/schema';
 import type { Sandbox } from '../../dev/sandbox';
 import { historyText, recordHistory, useTestServer, waitForStatus, workflowBundle } from '../support/temporal';
@@ -64,7 +64,7 @@ describe('the real worker', () => {
     const d = await deployment();
     try {
       const before = mutating(d.sandbox).length;
-      const result = await (await d.start({ dryRun: true })).result();
+      const result = await migrationResult(await d.start({ dryRun: true }));
       expect(result.outcome).toBe('planned');
       const plan = result.status.plan;
       expect(plan['3.1']).toContainEqual(expect.objectContaining({ call: 'run.services.delete', resource: `projects/demo-project/locations/europe-central2/services/mlflow-server` }));
@@ -82,7 +82,7 @@ describe('the real worker', () => {
     const d = await deployment();
     try {
       const h = await d.start({ approvals: noApprovals, bakePeriod: '1s' });
-      const result = await h.result();
+      const result = await migrationResult(h);
       expect(result.outcome, JSON.stringify(result.status.steps.filter((s) => s.state !== 'done'))).toBe('completed');
       const { rows } = await d.app.query(
         `SELECT count(*) FILTER (WHERE training_history_json IS NULL)::int AS missing FROM ml_platform_quicktest WHERE status = 'completed' AND coalesce(mlflow_run_id, '') <> ''`,
@@ -92,7 +92,8 @@ describe('the real worker', () => {
         expect(d.sandbox.callsTo(match).filter((c) => c.status < 300), match).toHaveLength(1);
       }
       const folder = `gs://demo-backups/mlflow-decommission/${result.status.migrationId}`;
-      expect(result.status.migrationId).toMatch(new RegExp(`^${h.workflowId}/\\d{4}-\\d\\d-\\d\\dT`));
+      // The first run's ID: a reset keeps it, so the snapshots stay where the undos look (11.2).
+      expect(result.status.migrationId).toBe(`${h.workflowId}/${h.firstExecutionRunId}`);
       const snapshots = await d.objects.list(`${folder}/snapshots/`);
       expect(snapshots.length).toBeGreaterThanOrEqual(5);
       expect(await d.objects.stat(`${folder}/completion-record.md`)).toBeDefined();
@@ -121,7 +122,7 @@ describe('the real worker', () => {
       // Deleting the instance dropped the MLflow database's tables.
       expect(await mlflowRows(d)).toEqual({});
       await commands.rollback(h, { by: 'alice', reason: 'e2e' });
-      const result = await h.result();
+      const result = await migrationResult(h);
       expect(result.outcome).toBe('rolled-back');
       expect(result.status.compensations.every((c) => c.state === 'done'), JSON.stringify(result.status.compensations)).toBe(true);
       expect(result.status.compensations.find((c) => c.step === '3.2')?.summary).toMatch(/from final backup/);

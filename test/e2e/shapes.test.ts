@@ -19,7 +19,7 @@ import { createLocalObjectStore } from '../../src/adapters/local-object-store';
 import { objectStoreByScheme } from '../../src/adapters/object-stores';
 import { createDatabases } from '../../src/adapters/postgres';
 import { configFileSchema, type Target } from '../../src/config/schema';
-import { commands, startMigration } from '../../src/temporal/client';
+import { commands, migrationResult, startMigration } from '../../src/temporal/client';
 import type { StepContext } from '../../src/types';
 import { mlflowUnavailable, startMlflowServer, writeRunsThroughMlflow, type MlflowServer } from '../support/mlflow-server';
 import { useTestServer, waitForStatus, workflowBundle } from '../support/temporal';
@@ -164,7 +164,7 @@ describe.skipIf(mlflowUnavailable)('the Postgres shapes, on a store a real MLflo
       expect(atClosure.steps.find((s) => s.id === '5.2')!.summary).toMatch(/no cloud bill/);
 
       await commands.rollback(h, { by: 'alice', reason: 'e2e' });
-      const result = await h.result();
+      const result = await migrationResult(h);
       expect(result.outcome).toBe('rolled-back');
       expect(result.status.compensations.map((c) => [c.step, c.state])).toEqual([['3.1', 'done']]);
       const restored = await tableContents(url);
@@ -218,7 +218,7 @@ describe.skipIf(mlflowUnavailable)('the Postgres shapes, on a store a real MLflo
     expect(atClosure.steps.find((s) => s.id === '5.1')!.summary).toMatch(/other database\(s\) as they were/);
 
     await commands.rollback(h, { by: 'alice', reason: 'e2e' });
-    const result = await h.result();
+    const result = await migrationResult(h);
     expect(result.outcome).toBe('rolled-back');
     expect(result.status.compensations.map((c) => [c.step, c.state])).toEqual([['3.1', 'done'], ['3.2', 'done'], ['3.3', 'done']]);
     expect(result.status.compensations.find((c) => c.step === '3.3')!.summary).toMatch(/NOLOGIN: its password was not kept/);

@@ -16,7 +16,7 @@ import { createGcpClients, type GcpClients } from '../../src/adapters/gcp/client
 import { createGcsObjectStore } from '../../src/adapters/gcp/gcs-object-store';
 import { createDatabases, type Databases } from '../../src/adapters/postgres';
 import { configFileSchema } from '../../src/config/schema';
-import type { MigrationResult } from '../../src/workflows/messages';
+import { migrationResult } from '../../src/temporal/client';
 import { useTestServer, waitForStatus, workflowBundle } from '../support/temporal';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -103,13 +103,23 @@ describe.skipIf(!haveChromium)('Temporal Web UI', () => {
 
       // Roll back from the UI: every recorded compensation runs, newest first.
       await sendSignal(page, 'rollback', '{"by": "alice", "reason": "walkthrough"}');
-      const result = (await h.result()) as MigrationResult;
+      const result = await migrationResult(h);
       expect(result.outcome).toBe('rolled-back');
       expect(result.status.compensations.map((c) => c.state)).toEqual(result.status.compensations.map(() => 'done'));
       await page.reload();
       await openCurrentDetails(page);
       await expect.poll(() => currentDetails(page), { timeout: 20_000 }).toContain('rolled-back');
       await page.screenshot({ path: join(shots, '7-rolled-back.png'), fullPage: true });
+
+      // 13.2: in the workflow list a rolled-back migration is Failed, not a green Completed, and
+      // the README's MigrationState query and column find it.
+      const query = encodeURIComponent('WorkflowType="mlflowDecommission" AND MigrationState="rolled-back"');
+      await page.goto(`${ui}/namespaces/default/workflows?query=${query}`);
+      const row = page.getByRole('row').filter({ hasText: 'mlflow-decommission-demo' }).first();
+      // The badge's text is upper case in the list (FAILED).
+      await expect.poll(() => row.innerText().catch(() => ''), { timeout: 20_000 }).toMatch(/\bfailed\b/i);
+      expect(await row.innerText()).not.toMatch(/\bcompleted\b/i);
+      await page.screenshot({ path: join(shots, '8-list-rolled-back-is-failed.png') });
     });
   });
 });

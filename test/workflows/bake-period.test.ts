@@ -1,6 +1,6 @@
 // The bake period is a durable timer: on the time-skipping server, a week passes in seconds.
 import { describe, expect, it } from 'vitest';
-import { startMigration } from '../../src/temporal/client';
+import { migrationResult, startMigration } from '../../src/temporal/client';
 import { demoTarget, fakeActivities } from '../support/fake-activities';
 import { useTestServer, withWorker } from '../support/temporal';
 
@@ -19,7 +19,7 @@ describe('bake period', () => {
     fakes.activities.checkBilling = stamp('checkBilling');
     await withWorker(server.env, fakes.activities, async (tq) => {
       const h = await startMigration(server.env.client, { target: 'bake' }, { taskQueue: tq });
-      const result = await h.result();
+      const result = await migrationResult(h);
       expect(result.outcome).toBe('completed');
       const history = await h.fetchHistory();
       const timers = history.events!.filter((e) => e.timerStartedEventAttributes);

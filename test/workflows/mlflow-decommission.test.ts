@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { describe, expect, it } from 'vitest';
-import { commands, MigrationInputError, startMigration } from '../../src/temporal/client';
+import { commands, MigrationInputError, migrationResult, startMigration } from '../../src/temporal/client';
 import type { MigrationInput } from '../../src/config/schema';
 import { STEPS } from '../../src/workflows/steps';
 import { createLifecycleActivities } from '../../src/activities/lifecycle';
@@ -72,7 +72,7 @@ describe('mlflowDecommission', () => {
       ]);
       await approveWhenWaiting(h, 'phase-4');
       await approveWhenWaiting(h, 'closure');
-      const result = await h.result();
+      const result = await migrationResult(h);
       expect(result.outcome).toBe('completed');
       expect(fakes.acted.filter((a) => !a.startsWith('backfillBatch'))).toEqual(ACTING_ORDER);
       expect(fakes.acted.filter((a) => a.startsWith('backfillBatch')).sort()).toEqual([0, 1, 2, 3, 4].map((i) => `backfillBatch#${i}`));
@@ -135,7 +135,7 @@ describe('mlflowDecommission', () => {
       expect(meta.definition.signalDefinitions.map((d) => d.name).sort()).toEqual(['abort', 'approve', 'reject', 'retry', 'rollback', 'skip']);
       expect(meta.definition.signalDefinitions.every((d) => d.description.length > 20)).toBe(true);
       await commands.abort(h, { by: 'alice', reason: 'test over' });
-      expect((await h.result()).outcome).toBe('aborted');
+      expect((await migrationResult(h)).outcome).toBe('aborted');
     });
   });
 
@@ -144,7 +144,7 @@ describe('mlflowDecommission', () => {
     await withWorker(server.env, fakes.activities, async (tq) => {
       const target = uniqueTarget();
       const h = await start(tq, { target, dryRun: true });
-      const result = await h.result();
+      const result = await migrationResult(h);
       expect(result.outcome).toBe('planned');
       expect(fakes.acted).toEqual([]);
       for (const s of STEPS) expect(result.status.plan[s.id], s.id).toBeDefined();
@@ -167,7 +167,7 @@ describe('mlflowDecommission', () => {
       expect(blocked.compensations.map((c) => c.step)).toEqual(['3.1']);
       await expect(commands.skip(h, { step: '3.1' })).rejects.toThrow(/must not be skipped/);
       await commands.retry(h, { step: '3.1' });
-      const result = await h.result();
+      const result = await migrationResult(h);
       expect(result.outcome).toBe('completed');
       expect(result.status.steps.find((s) => s.id === '3.1')).toMatchObject({ state: 'done', attempts: 2 });
     });
@@ -184,7 +184,7 @@ describe('mlflowDecommission', () => {
       expect(s.steps.find((x) => x.id === '0.4')?.state).toBe('skipped');
       expect(fakes.acted).not.toContain('cacheHistograms');
       await commands.abort(h, { by: 'alice', reason: 'done testing' });
-      await h.result();
+      await migrationResult(h);
     });
   });
 
@@ -198,7 +198,7 @@ describe('mlflowDecommission', () => {
       await expect(commands.retry(h, { step: '0.1' })).rejects.toThrow(/step 0.1 is not Blocked/);
       await expect(commands.approve(h, { gate: 'phase-0', by: '' })).rejects.toThrow(/say who approves/);
       await commands.abort(h, { by: 'alice', reason: 'over' });
-      await h.result();
+      await migrationResult(h);
     });
   });
 
@@ -213,7 +213,7 @@ describe('mlflowDecommission', () => {
       expect(s.gates.find((g) => g.id === 'closure')?.requiresApproval).toBe(true);
       expect(s.events.map((e) => e.message)).toContainEqual(expect.stringContaining('gate closure needs approval: no billing export'));
       await commands.approve(h, { gate: 'closure', by: 'alice', comment: 'console shows $0.00' });
-      expect((await h.result()).outcome).toBe('completed');
+      expect((await migrationResult(h)).outcome).toBe('completed');
     });
   });
 
@@ -230,7 +230,7 @@ describe('mlflowDecommission', () => {
       expect(s.gates.find((g) => g.id === 'phase-2')?.state).toBe('waiting');
       expect(s.events.find((e) => e.message.startsWith('ignored approve'))?.message).toContain('already approved by alice');
       await commands.abort(h, { by: 'alice', reason: 'over' });
-      await h.result();
+      await migrationResult(h);
     });
   });
 
@@ -242,7 +242,7 @@ describe('mlflowDecommission', () => {
       await waitForStatus(h, (s) => s.waitingFor?.step === '3.5');
       await h.signal('rollback', { by: 'alice', reason: 'wrong project' });
       await h.signal('rollback', { by: 'alice', reason: 'wrong project' });
-      const result = await h.result();
+      const result = await migrationResult(h);
       expect(result.outcome).toBe('rolled-back');
       expect(fakes.acted.filter((a) => a.startsWith('restore') || a.startsWith('enable'))).toEqual([
         'restoreServiceAccount',
@@ -265,7 +265,7 @@ describe('mlflowDecommission', () => {
       const h = await start(tq, { target: uniqueTarget() });
       await waitForStatus(h, (s) => s.waitingFor?.gate === 'phase-2');
       await commands.reject(h, { gate: 'phase-2', by: 'carol', reason: 'cutover runs missing' });
-      const result = await h.result();
+      const result = await migrationResult(h);
       expect(result.outcome).toBe('rejected');
       expect(result.status.gates.find((g) => g.id === 'phase-2')?.rejection?.by).toBe('carol');
       expect(fakes.acted.some((a) => a.startsWith('delete'))).toBe(false);
@@ -284,7 +284,7 @@ describe('mlflowDecommission', () => {
       expect(s.state).toBe('rolling-back');
       expect(s.waitingFor?.next).toContain('instance name still reserved');
       await commands.retry(h, { step: '3.2' });
-      const result = await h.result();
+      const result = await migrationResult(h);
       expect(result.outcome).toBe('rolled-back');
       expect(result.status.compensations.map((c) => [c.step, c.state])).toEqual([
         ['3.1', 'done'],

@@ -11,8 +11,31 @@ import { workflowBundle } from '../support/temporal';
 const dir = join(process.cwd(), 'test/histories');
 const files = readdirSync(dir).filter((f) => f.endsWith('.json'));
 
+interface JsonPayloads {
+  payloads?: Array<{ data?: string }>;
+}
+
 interface JsonHistory {
-  events: Array<{ workflowExecutionStartedEventAttributes?: { input?: { payloads?: Array<{ data?: string }> } } }>;
+  events: Array<{
+    workflowExecutionStartedEventAttributes?: { input?: JsonPayloads };
+    markerRecordedEventAttributes?: { markerName?: string; details?: Record<string, JsonPayloads> };
+  }>;
+}
+
+/** Every `patched('…')` id in the workflow code. */
+function patchIdsInWorkflowCode(): string[] {
+  const src = join(process.cwd(), 'src/workflows');
+  const code = readdirSync(src).filter((f) => f.endsWith('.ts')).map((f) => readFileSync(join(src, f), 'utf8')).join('\n');
+  return [...new Set([...code.matchAll(/\bpatched\(\s*['"`]([^'"`]+)['"`]\s*\)/g)].map((m) => m[1]!))].sort();
+}
+
+/** The patch ids a history's markers carry (the SDK's `core_patch` marker, its id in the payload). */
+function patchMarkers(history: JsonHistory): string[] {
+  return history.events.flatMap((e) => {
+    const marker = e.markerRecordedEventAttributes;
+    if (marker?.markerName !== 'core_patch') return [];
+    return Object.values(marker.details ?? {}).flatMap((d) => (d.payloads ?? []).map((p) => (JSON.parse(Buffer.from(p.data ?? '', 'base64').toString()) as { id: string }).id));
+  });
 }
 
 /** The workflow checks its own ID against the target, so replay under the ID it ran with. The SDK takes the JSON form as it is. */
@@ -35,6 +58,14 @@ describe('recorded histories', () => {
       expect(text, file).not.toMatch(/[a-z]+:\/\/[^\s"/:@]+:[^\s"/@]+@/i);
       expect(text, file).not.toMatch(/mlflow-(db-password|tracking-token)-v\d|BEGIN PRIVATE KEY|"password"/);
     }
+  });
+
+  // A patched() branch no history takes is a branch replay never checks: record one (never re-record old ones).
+  it('every patched() id in src/workflows has a recorded history that contains its marker', () => {
+    const ids = patchIdsInWorkflowCode();
+    expect(ids.length).toBeGreaterThan(0);
+    const recorded = new Set(files.flatMap((f) => patchMarkers(load(f).history)));
+    expect(ids.filter((id) => !recorded.has(id))).toEqual([]);
   });
 
   it.each(files)('%s replays without nondeterminism', async (file) => {
