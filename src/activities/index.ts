@@ -6,6 +6,7 @@ import type { ConfigFile, Target } from '../config/schema';
 import type { ObjectStore } from '../ports';
 import { createDatabaseActivities } from './database';
 import { createDataActivities } from './data';
+import { withDeletionPreview } from './deletion-preview';
 import { createCloudActivities } from './gcp';
 import { createLifecycleActivities } from './lifecycle';
 import { isCloud } from '../shapes';
@@ -25,5 +26,5 @@ export function createActivities(deps: ActivityDeps) {
   const database = createDatabaseActivities({ databases: deps.databases, objects: deps.objects });
   const cloudPreflight = async (ctx: StepContext<Target>) => (isCloud(ctx.target) ? cloud.preflight({ ...ctx, target: ctx.target }) : []);
   const lifecycle = createLifecycleActivities({ config: deps.config, objects: deps.objects, preflightChecks: [data.preflight, cloudPreflight, database.preflight] });
-  return { ...lifecycle, ...data.activities, ...cloud.activities, ...database.activities };
+  return withDeletionPreview({ ...lifecycle, ...data.activities, ...cloud.activities, ...database.activities });
 }

@@ -96,6 +96,20 @@ describe('the real worker', () => {
       const snapshots = await d.objects.list(`${folder}/snapshots/`);
       expect(snapshots.length).toBeGreaterThanOrEqual(5);
       expect(await d.objects.stat(`${folder}/completion-record.md`)).toBeDefined();
+      // The gate before deleting named every resource Phase 3 deletes, by full name; phase-0's, which runs the same check, did not.
+      const gateText = (id: string) => result.status.gates.find((g) => g.id === id)!.checks.map((c) => `${c.ok ? 'ok' : 'FAILED'} ${c.name}: ${c.detail}`).join('\n');
+      for (const name of [
+        'projects/demo-project/locations/europe-central2/services/mlflow-server',
+        'projects/demo-project/instances/mlflow-db',
+        'trigger mlflow-server',
+        'gs://demo-mlflow-artifacts',
+        'projects/demo-project/serviceAccounts/mlflow-server@demo-project.iam.gserviceaccount.com',
+        'projects/demo-project/secrets/mlflow-db-password/versions/1',
+      ]) {
+        expect(gateText('phase-2')).toContain(name);
+      }
+      expect(gateText('phase-2')).toMatch(/^ok 3\.4 will delete: .*gs:\/\/demo-mlflow-artifacts/m);
+      expect(gateText('phase-0')).not.toContain('will delete');
       // Inputs, results, heartbeat details and errors: nothing secret in the history every UI user reads.
       const history = historyText(await h.fetchHistory());
       expect(history, 'payloads are read as text').toContain('projects/demo-project/instances/mlflow-db');
