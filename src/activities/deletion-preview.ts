@@ -17,7 +17,8 @@ function namesOf(actions: PlannedAction[]): string {
   const destructive = actions.filter((a) => a.destructive);
   const parts = destructive.filter((a) => PART_OF_A_WHOLE.test(a.resource));
   const wholes = [...new Set(destructive.filter((a) => !PART_OF_A_WHOLE.test(a.resource)).map((a) => `${a.description} (${a.resource})`))];
-  return [...wholes, ...(parts.length ? [`and the object versions inside (${parts.length}${parts.some((p) => p.resource.endsWith('/**')) ? '+' : ''})`] : [])].join('; ') || 'nothing (already gone)';
+  if (!destructive.length) return `nothing${actions.length ? `: ${actions.map((a) => a.description).join('; ')}` : ' (already gone)'}`;
+  return [...wholes, ...(parts.length ? [`and the object versions inside (${parts.length}${parts.some((p) => p.resource.endsWith('/**')) ? '+' : ''})`] : [])].join('; ');
 }
 
 /** One row per Phase 3 step of the target's shape: what it will delete. */
