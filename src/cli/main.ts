@@ -14,6 +14,7 @@ import { GATE_IDS, type GateId } from '../types';
 import type { MigrationResult } from '../workflows/messages';
 import { cliWords, renderPlan, renderStatus, type Progress } from './render';
 import { connectionOptions, dataConverter } from '../temporal/connection';
+import { MIGRATION_STATE } from '../temporal/search-attributes';
 
 interface Global {
   json?: boolean;
@@ -73,9 +74,9 @@ async function whyNoMigration(h: WorkflowHandle, target: string): Promise<string
     throw err;
   });
   if (!desc) return `no migration of target "${target}" found (workflow ${h.workflowId}). Start one with: mlflow-decommission start ${target}`;
-  const state = desc.searchAttributes?.MigrationState?.[0];
+  const state = desc.typedSearchAttributes.get(MIGRATION_STATE);
   return (
-    `the migration of "${target}" has ended (${desc.status.name.toLowerCase()}${state ? `, ${String(state)}` : ''}, ${desc.closeTime?.toISOString() ?? ''}): there is nothing to change. ` +
+    `the migration of "${target}" has ended${state ? ` ${state}` : ''} (workflow ${desc.status.name.toLowerCase()} at ${desc.closeTime?.toISOString() ?? '?'}): there is nothing to change. ` +
     `Its record: mlflow-decommission report ${target}. A new migration: mlflow-decommission start ${target}`
   );
 }

@@ -137,7 +137,7 @@ describe('mlflow-decommission CLI', () => {
       expect(json.requests.find((q) => q.request === 'rollback')).toMatchObject({ by: 'alice', reason: 'demo over' });
 
       // An ended migration is not "not found": the CLI says it ended, and where its record is.
-      expectRefusal(await cli(tq, 'rollback', 'cli-demo', '--reason', 'again'), 'the migration of "cli-demo" has ended', 'mlflow-decommission report cli-demo');
+      expectRefusal(await cli(tq, 'rollback', 'cli-demo', '--reason', 'again'), 'the migration of "cli-demo" has ended rolled-back (workflow ', 'mlflow-decommission report cli-demo');
       expect((await cli(tq, 'rollback', 'cli-demo', '--reason', 'again')).stderr).not.toContain('no migration');
     });
   });
