@@ -90,7 +90,7 @@ export function operatorRequests(status: MigrationStatus): OperatorRequest[] {
   return requests.sort((a, b) => a.at.localeCompare(b.at));
 }
 
-function compensationRecord(c: CompensationStatus, requests: OperatorRequest[]): CompensationRecord {
+function compensationRecord(c: CompensationStatus, requests: OperatorRequest[], outcome: string): CompensationRecord {
   const stop = requests.find((r) => r.request === 'rollback' || r.request === 'reject' || r.request === 'cancel');
   const skippedBy = requests.filter((r) => r.request === 'skip' && r.subject === c.step).at(-1)?.by;
   const result = {
@@ -99,7 +99,11 @@ function compensationRecord(c: CompensationStatus, requests: OperatorRequest[]):
     blocked: `Blocked, not restored: ${c.error ?? 'unknown error'}`,
     running: 'running when the record was made',
     void: `not needed: ${c.summary ?? 'made permanent'}`,
-    recorded: stop ? 'not run (the rollback stopped before it)' : 'not run: nothing was rolled back',
+    recorded: stop
+      ? 'not run (the rollback stopped before it)'
+      : outcome === 'aborted'
+        ? 'not run: aborted without undoing (its snapshot stays)'
+        : 'not run: nothing was rolled back',
   }[c.state];
   const ran = c.state !== 'recorded' && c.state !== 'void';
   const askedBy = ran && stop ? `${stop.request} by ${stop.by ?? 'no name recorded'} at ${stop.at}` : undefined;
@@ -116,7 +120,7 @@ export function buildRecord(status: MigrationStatus, opts: RecordOptions = {}): 
   const fact = (step: string) => (status.facts[step] ?? {}) as Record<string, unknown>;
   const outcome = outcomeOf(status, opts.outcome);
   const requests = operatorRequests(status);
-  const compensations = [...status.compensations].reverse().map((c) => compensationRecord(c, requests));
+  const compensations = [...status.compensations].reverse().map((c) => compensationRecord(c, requests, outcome));
   const restored = new Set(compensations.filter((c) => c.state === 'done').map((c) => c.step));
   const ended = outcome !== 'in progress';
   return {

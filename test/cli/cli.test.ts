@@ -62,6 +62,21 @@ describe('mlflow-decommission CLI', () => {
     });
   });
 
+  it('abort: the record says the migration was aborted, that nothing was undone, and when it ended', async () => {
+    await withWorker(server.env, fakeActivities(demoTarget({ approvals: { 'phase-0': false, 'phase-2': false } })).activities, async (tq) => {
+      await cli(tq, 'start', 'cli-abort');
+      const h = server.env.client.workflow.getHandle('mlflow-decommission-cli-abort');
+      await waitForStatus(h, (s) => s.waitingFor?.gate === 'phase-4');
+      expect((await cli(tq, 'abort', 'cli-abort', '--by', 'gus', '--reason', 'change freeze')).stdout).toContain('aborting');
+      await h.result().catch(() => undefined);
+      const json = JSON.parse((await cli(tq, '--json', 'report', 'cli-abort')).stdout) as CompletionRecord;
+      expect(json.outcome).toBe('aborted');
+      expect(json.deleted.map((d) => d.restored)).toEqual([false, false, false, false, false, false]);
+      expect(new Set(json.compensations.map((c) => c.result))).toEqual(new Set(['not run: aborted without undoing (its snapshot stays)']));
+      expect(json.finishedAt).toBe((await h.describe()).closeTime?.toISOString());
+    });
+  });
+
   it('runs a migration: refusals name the CLI command, retry and skip record who, report after a rollback lists every restore and who asked', async () => {
     const fakes = fakeActivities(demoTarget());
     await withWorker(server.env, fakes.activities, async (tq) => {
