@@ -56,15 +56,21 @@ function fit(text: string, width: number, keepEnd = false): string {
 
 /** The dry-run plan as a table: within PLAN_WIDTH columns, or every cell in full with `wide`. */
 export function renderPlan(s: MigrationStatus, opts: { wide?: boolean } = {}): string {
-  const rows = Object.entries(s.plan).flatMap(([step, actions]) => actions.map((a): PlanRow => [step, a.destructive ? `${a.call} *` : a.call, a.resource, a.description]));
+  // The plan's own backup folder is in most paths: named once above the table, <plan> in it.
+  const folder = opts.wide ? undefined : s.migrationId;
+  const short = (text: string) => (folder ? text.split(`/${folder}/`).join('/<plan>/') : text);
+  const rows = Object.entries(s.plan).flatMap(([step, actions]) =>
+    actions.map((a): PlanRow => [step, a.destructive ? `${a.call} *` : a.call, short(a.resource), short(a.description)]),
+  );
   const header: PlanRow = ['step', 'call', 'resource', 'what'];
   const longest = (i: 0 | 1 | 2) => Math.max(...[header, ...rows].map((r) => r[i].length));
-  const widths = opts.wide ? [longest(0), longest(1), longest(2)] : [Math.min(12, longest(0)), Math.min(30, longest(1)), Math.min(44, longest(2))];
+  const widths = opts.wide ? [longest(0), longest(1), longest(2)] : [Math.min(12, longest(0)), Math.min(28, longest(1)), Math.min(40, longest(2))];
   const [w0 = 4, w1 = 4, w2 = 8] = widths;
   const w3 = PLAN_WIDTH - (w0 + w1 + w2 + 6);
   const lines = [header, ...rows].map(([step, call, resource, what]) =>
     opts.wide ? [step.padEnd(w0), call.padEnd(w1), resource.padEnd(w2), what].join('  ') : [fit(step, w0), fit(call, w1), fit(resource, w2, true), fit(what, w3).trimEnd()].join('  '),
   );
+  if (folder) lines.unshift(`<plan> = this plan's own backup folder: ${folder}`, '');
   lines.push('', `* destructive: acts only after the gate before it has passed.${opts.wide ? '' : ' Cells cut with … are whole in: plan --wide (or --json).'}`);
   return lines.join('\n');
 }
