@@ -41,6 +41,8 @@ const HOST = 'localhost';
 
 async function main(): Promise<void> {
   mkdirSync(dir, { recursive: true });
+  // Run last on the way out: the deployment's files (sandbox state, blobs, config) go too.
+  cleanups.push(async () => rmSync(join(dir, 'deployment'), { recursive: true, force: true }));
   // The demo owns Ctrl-C: the worker stops first, then everything else, so no server is left behind.
   Runtime.install({ logger: new DefaultLogger('WARN'), shutdownSignals: [] });
   const stop = new AbortController();

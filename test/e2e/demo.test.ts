@@ -2,6 +2,7 @@
 // Postgres, the sandbox, the seeded deployment and the worker, starts a migration, and Ctrl-C
 // takes all of it down again.
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { Client, Connection } from '@temporalio/client';
 import { describe, expect, inject, it } from 'vitest';
 import { freePort } from '../../dev/postgres';
@@ -41,6 +42,7 @@ describe('npm run demo', () => {
       demo.kill('SIGINT');
       expect(await exited).toBe(0);
       expect(output).not.toContain('GetHistory page size'); // all its output is in once it has exited
+      expect(existsSync('.demo/deployment')).toBe(false); // what it made is gone
       // The dev server and its UI are gone with it.
       await expect(fetch(`http://127.0.0.1:${uiPort}/`)).rejects.toThrow();
       await expect(Connection.connect({ address: `127.0.0.1:${port}`, connectTimeout: '2s' })).rejects.toThrow();
