@@ -36,19 +36,26 @@ const { values: args } = parseArgs({
 const dir = resolve('.demo');
 const cleanups: Array<() => Promise<unknown>> = [];
 const say = (line = '') => console.log(line);
+// The dev server prints 127.0.0.1 as localhost in its banner: the demo says localhost too.
+const HOST = 'localhost';
 
 async function main(): Promise<void> {
   mkdirSync(dir, { recursive: true });
+  // Run last on the way out: the deployment's files (sandbox state, blobs, config) go too.
+  cleanups.push(async () => rmSync(join(dir, 'deployment'), { recursive: true, force: true }));
   // The demo owns Ctrl-C: the worker stops first, then everything else, so no server is left behind.
   Runtime.install({ logger: new DefaultLogger('WARN'), shutdownSignals: [] });
   const stop = new AbortController();
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => stop.abort());
+  // A second Ctrl-C must not kill the cleanup half-way (the embedded Postgres folder would stay).
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => (stop.signal.aborted ? say('Stopping: removing what the demo made …') : stop.abort()));
 
   say('Starting Temporal dev server with its Web UI …');
   const port = await portOr(Number(args.port));
   const uiPort = await portOr(Number(args['ui-port']));
   const temporal = await TestWorkflowEnvironment.createLocal({
-    server: { executable: devServerExecutable(), ip: '127.0.0.1', port, ui: true, uiPort, searchAttributes: SEARCH_ATTRIBUTES },
+    // Errors only: at warn the server prints "GetHistory page size is larger than threshold" for
+    // every UI history page, burying the instructions below.
+    server: { executable: devServerExecutable(), ip: '127.0.0.1', port, ui: true, uiPort, searchAttributes: SEARCH_ATTRIBUTES, log: { format: 'pretty', level: 'error' } },
   });
   cleanups.push(() => temporal.teardown());
 
@@ -60,18 +67,18 @@ async function main(): Promise<void> {
     // Seeds 000 and 002: no sandbox; the backup location is a directory under .demo.
     const shape = await startShapeDemo({ shape: args.shape!, adminUrl: pg.adminUrl, dir: join(dir, 'deployment'), runs: Number(args.runs) });
     cleanups.push(() => shape.close());
-    Object.assign(process.env, { TEMPORAL_ADDRESS: `127.0.0.1:${port}`, ...shape.workerEnv });
+    Object.assign(process.env, { TEMPORAL_ADDRESS: `${HOST}:${port}`, ...shape.workerEnv });
     const worker = runWorker(readWorkerEnv(), { stop: stop.signal });
     if (args.start) await startMigration(new Client({ connection: await Connection.connect({ address: `127.0.0.1:${port}` }) }), { target: 'demo' });
     say();
     say(`Ready: MLflow as ${args.shape} (${shape.describe}).`);
-    say(`  Temporal Web UI   http://127.0.0.1:${uiPort}/namespaces/default/workflows`);
+    say(`  Temporal Web UI   http://${HOST}:${uiPort}/namespaces/default/workflows`);
     say(`  Backups           ${shape.backupDir}`);
-    say('  Start Workflow: ID mlflow-decommission-demo, task queue mlflow-decommission, type mlflowDecommission, input {"target": "demo"}');
-    say(`  or: export TEMPORAL_ADDRESS=127.0.0.1:${port}; npx mlflow-decommission plan demo`);
+    if (!args.start) say('  Start Workflow: ID mlflow-decommission-demo, task queue mlflow-decommission, type mlflowDecommission, input {"target": "demo"}');
+    cliLines(port);
     for (const line of shape.notes) say(`  ${line}`);
     say();
-    say('Ctrl-C stops everything.');
+    say('Ctrl-C stops everything and removes what the demo made.');
     await worker;
     return;
   }
@@ -84,7 +91,7 @@ async function main(): Promise<void> {
   cleanups.push(() => deployment.close());
   const sandbox = deployment.sandbox;
   if (args['fail-step']) demoFaults(sandbox, args['fail-step'], deployment.target);
-  Object.assign(process.env, { TEMPORAL_ADDRESS: `127.0.0.1:${port}`, ...deployment.workerEnv });
+  Object.assign(process.env, { TEMPORAL_ADDRESS: `${HOST}:${port}`, ...deployment.workerEnv });
 
   const worker = runWorker(readWorkerEnv(), { stop: stop.signal });
   if (args.start) {
@@ -92,35 +99,42 @@ async function main(): Promise<void> {
     await startMigration(client, { target: 'demo' });
   }
 
-  const ui = `http://127.0.0.1:${uiPort}`;
   say();
   say('Ready.');
-  say(`  Temporal Web UI   ${ui}/namespaces/default/workflows`);
-  say(`  GCP sandbox       ${sandbox.url}/_sandbox/state`);
+  say(`  Temporal Web UI   http://${HOST}:${uiPort}/namespaces/default/workflows`);
+  say(`  GCP sandbox       ${sandbox.url.replace('127.0.0.1', HOST)}/_sandbox/state`);
   say();
-  say(args.start ? 'The migration is running: open it in the UI (mlflow-decommission-demo).' : 'Start a migration from the UI: Start Workflow, then');
+  say(args.start ? 'The migration is running: open mlflow-decommission-demo in the UI.' : 'Start a migration from the UI: Start Workflow, then');
   if (!args.start) {
     say('  Workflow ID   mlflow-decommission-demo');
     say('  Task queue    mlflow-decommission');
     say('  Workflow type mlflowDecommission');
     say('  Input         {"target": "demo"}');
+    say('  Summary       (optional, under "More options") e.g. Decommission MLflow for demo');
   }
-  say();
-  say('Or from another terminal (same directory):');
-  say(`  export TEMPORAL_ADDRESS=127.0.0.1:${port}`);
-  say('  npx mlflow-decommission plan demo');
-  say('  npx mlflow-decommission start demo');
-  say('  npx mlflow-decommission status demo --watch');
-  say('  npx mlflow-decommission approve demo phase-0 --comment "spot-checked"');
+  cliLines(port);
   if (args['fail-step']) {
     say();
     say(`Step ${args['fail-step']} will fail (injected 403). When it shows Blocked, clear the fault and retry:`);
-    say(`  curl -X DELETE ${sandbox.url}/_sandbox/faults`);
-    say(`  npx mlflow-decommission retry demo ${args['fail-step']}`);
+    say(`  curl -X DELETE ${sandbox.url.replace('127.0.0.1', HOST)}/_sandbox/faults`);
+    say(`  ./run cli retry demo ${args['fail-step']}`);
   }
   say();
-  say('Ctrl-C stops everything.');
+  say('Ctrl-C stops everything and removes what the demo made.');
   await worker;
+}
+
+/** The CLI commands that work from here: under ./run cli (the Node ./run setup installed), knowing --start. */
+function cliLines(port: number): void {
+  say();
+  say('Or from another terminal (same directory):');
+  say(`  export TEMPORAL_ADDRESS=${HOST}:${port}`);
+  if (!args.start) {
+    say('  ./run cli plan demo');
+    say('  ./run cli start demo');
+  }
+  say('  ./run cli status demo --watch');
+  say('  ./run cli approve demo phase-0 --comment "spot-checked"');
 }
 
 async function portOr(preferred: number): Promise<number> {

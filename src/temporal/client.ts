@@ -14,8 +14,12 @@ export class MigrationInputError extends Error {
   override name = 'MigrationInputError';
 }
 
-export function planWorkflowId(target: string): string {
-  return `${workflowIdFor(target)}-plan`;
+/**
+ * A plan's own ID prefix, so the list filtered on a target's migration does not mix in its plans,
+ * and its backup folder (named after the workflow ID) says it is a plan's. Time in UTC, to the second.
+ */
+export function planWorkflowId(target: string, at = new Date()): string {
+  return `mlflow-decommission-plan-${target}-${at.toISOString().replace(/[-:]|\.\d+/g, '')}`;
 }
 
 /** Starts a migration (or a dry run); refuses bad input and a second migration of the same target. */

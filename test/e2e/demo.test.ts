@@ -2,6 +2,7 @@
 // Postgres, the sandbox, the seeded deployment and the worker, starts a migration, and Ctrl-C
 // takes all of it down again.
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { Client, Connection } from '@temporalio/client';
 import { describe, expect, inject, it } from 'vitest';
 import { freePort } from '../../dev/postgres';
@@ -21,8 +22,12 @@ describe('npm run demo', () => {
     const exited = new Promise<number | null>((resolve) => demo.on('exit', (code) => resolve(code)));
     try {
       await expect.poll(() => output, { timeout: 180_000, interval: 500 }).toContain('worker on');
-      expect(output).toContain(`http://127.0.0.1:${uiPort}/namespaces/default/workflows`);
-      expect(output).toContain('npx mlflow-decommission status demo --watch');
+      // One name for the host everywhere (the dev server's own banner says localhost), commands that work with --start, no server noise.
+      expect(output).toContain(`http://localhost:${uiPort}/namespaces/default/workflows`);
+      expect(output).not.toContain('127.0.0.1');
+      expect(output).toContain('./run cli status demo --watch');
+      expect(output).not.toContain('start demo');
+      expect(output).not.toContain('npx ');
 
       const connection = await Connection.connect({ address: `127.0.0.1:${port}` });
       const h = new Client({ connection }).workflow.getHandle('mlflow-decommission-demo');
@@ -30,10 +35,14 @@ describe('npm run demo', () => {
         .poll(async () => (await h.query<MigrationStatus>('status').catch(() => undefined))?.waitingFor?.gate, { timeout: 120_000, interval: 1000 })
         .toBe('phase-0');
       expect((await fetch(`http://127.0.0.1:${uiPort}/`)).ok).toBe(true);
+      // The UI reads history in pages of 1000, over the server's threshold: at warn level the dev server said so at every page.
+      await connection.workflowService.getWorkflowExecutionHistory({ namespace: 'default', execution: { workflowId: h.workflowId }, maximumPageSize: 1000 });
       await connection.close();
 
       demo.kill('SIGINT');
       expect(await exited).toBe(0);
+      expect(output).not.toContain('GetHistory page size'); // all its output is in once it has exited
+      expect(existsSync('.demo/deployment')).toBe(false); // what it made is gone
       // The dev server and its UI are gone with it.
       await expect(fetch(`http://127.0.0.1:${uiPort}/`)).rejects.toThrow();
       await expect(Connection.connect({ address: `127.0.0.1:${port}`, connectTimeout: '2s' })).rejects.toThrow();

@@ -14,6 +14,7 @@ import { createGcsObjectStore } from '../../src/adapters/gcp/gcs-object-store';
 import { createDatabases } from '../../src/adapters/postgres';
 import { commands, migrationResult, startMigration } from '../../src/temporal/client';
 import { configFileSchema } from '../../src/config/schema';
+import type { CompletionRecord } from '../../src/completion-record';
 import type { Sandbox } from '../../dev/sandbox';
 import { historyText, recordHistory, useTestServer, waitForStatus, workflowBundle } from '../support/temporal';
 
@@ -97,6 +98,27 @@ describe('the real worker', () => {
       const snapshots = await d.objects.list(`${folder}/snapshots/`);
       expect(snapshots.length).toBeGreaterThanOrEqual(5);
       expect(await d.objects.stat(`${folder}/completion-record.md`)).toBeDefined();
+      // The record, as an audit: six deletions none restored, every compensation recorded and not needed (or made moot), a true end.
+      const record = JSON.parse(String(await d.objects.read(`${folder}/completion-record.json`))) as CompletionRecord;
+      expect(record).toMatchObject({ outcome: 'completed', workflowId: h.workflowId, migrationId: result.status.migrationId });
+      expect(record.deleted.map((x) => [x.step, x.restored])).toEqual(['3.1', '3.2', '3.3', '3.4', '3.5', '3.6', '5.3', '5.4'].map((x) => [x, false]));
+      expect(record.compensations.map((c) => c.result)).toEqual(expect.arrayContaining(['not run: nothing was rolled back', 'not needed: 5.4 made it permanent']));
+      expect(record.finishedAt! >= result.status.steps.find((x) => x.id === '5.5')!.endedAt!).toBe(true);
+      expect(record.requests).toEqual([]);
+      // The gate before deleting named every resource Phase 3 deletes, by full name; phase-0's, which runs the same check, did not.
+      const gateText = (id: string) => result.status.gates.find((g) => g.id === id)!.checks.map((c) => `${c.ok ? 'ok' : 'FAILED'} ${c.name}: ${c.detail}`).join('\n');
+      for (const name of [
+        'projects/demo-project/locations/europe-central2/services/mlflow-server',
+        'projects/demo-project/instances/mlflow-db',
+        'trigger mlflow-server',
+        'gs://demo-mlflow-artifacts',
+        'projects/demo-project/serviceAccounts/mlflow-server@demo-project.iam.gserviceaccount.com',
+        'projects/demo-project/secrets/mlflow-db-password/versions/1',
+      ]) {
+        expect(gateText('phase-2')).toContain(name);
+      }
+      expect(gateText('phase-2')).toMatch(/^ok 3\.4 will delete: .*gs:\/\/demo-mlflow-artifacts/m);
+      expect(gateText('phase-0')).not.toContain('will delete');
       // Inputs, results, heartbeat details and errors: nothing secret in the history every UI user reads.
       const history = historyText(await h.fetchHistory());
       expect(history, 'payloads are read as text').toContain('projects/demo-project/instances/mlflow-db');

@@ -157,6 +157,9 @@ describe.skipIf(mlflowUnavailable)('the Postgres shapes, on a store a real MLflo
       // The app's foreign key among its own tables survived.
       expect((await query(url, `SELECT conname FROM pg_constraint WHERE conrelid = 'gpu_metrics'::regclass AND contype = 'f'`)).length).toBe(1);
       expect(at4.gates.find((g) => g.id === 'phase-3')!.checks.every((c) => c.ok)).toBe(true);
+      // The gate before deleting named what 3.1 drops, table by table.
+      const willDrop = at4.gates.find((g) => g.id === 'phase-2')!.checks.find((c) => c.name === '3.1 will delete')!;
+      for (const t of mlflowTables) expect(willDrop.detail).toMatch(new RegExp(`[/ ]${t}\\b`));
 
       await commands.approve(h, { gate: 'phase-4', by: 'alice' });
       const atClosure = await waitForStatus(h, (s) => s.waitingFor?.gate === 'closure', 60_000);
@@ -212,6 +215,11 @@ describe.skipIf(mlflowUnavailable)('the Postgres shapes, on a store a real MLflo
     expect(await tableContents(d.urls.other)).toEqual(otherBefore);
     expect(filesOf(d.artifactsDir)).toEqual({});
     expect(statSync(d.artifactsDir).isDirectory()).toBe(true);
+    // The gate before deleting named the directory, the database and the role by full name.
+    const named = at4.gates.find((g) => g.id === 'phase-2')!.checks.map((c) => `${c.name}: ${c.detail}`).join('\n');
+    expect(named).toContain(`3.1 will delete: empty ${d.artifactsDir}`);
+    expect(named).toMatch(new RegExp(`3\\.2 will delete: .*drop database ${d.database}`));
+    expect(named).toMatch(new RegExp(`3\\.3 will delete: .*${d.role}`));
 
     await commands.approve(h, { gate: 'phase-4', by: 'alice' });
     const atClosure = await waitForStatus(h, (s) => s.waitingFor?.gate === 'closure', 60_000);
