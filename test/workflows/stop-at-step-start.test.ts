@@ -47,7 +47,8 @@ async function stopAtStepStart(messages: Message[], record?: string): Promise<{ 
 
 const OUTCOME = { rollback: 'rolled-back', abort: 'aborted', cancel: 'cancelled' } as const;
 
-describe('a stop in the same workflow task as a step start', () => {
+// Each case stops and starts a worker twice; under a loaded machine that can take a while.
+describe('a stop in the same workflow task as a step start', { timeout: 300_000 }, () => {
   it.each([
     ['skip 3.4', 'rollback'],
     ['rollback', 'skip 3.4'],
