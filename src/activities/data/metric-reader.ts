@@ -117,46 +117,57 @@ export async function readRunMetrics(pool: Pool, runIds: readonly string[], opts
   }
 }
 
-/** Grows typed arrays; int8 bytes are copied as they come (big-endian) into little-endian slots. */
+/** Where an int8's low 32-bit word sits in a BigInt64Array slot, in the machine's byte order. */
+const LO = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1 ? 0 : 1;
+const HI = 1 - LO;
+
+/**
+ * Grows typed arrays of int8 halves (high word signed, low word unsigned): 25 bytes a point while
+ * a group is read, no BigInt per point. finish() hands out exact BigInt64Arrays, in order.
+ */
 class SeriesBuilder {
   private n = 0;
-  private steps = new BigInt64Array(64);
-  private ts = new BigInt64Array(64);
+  private stepHi = new Int32Array(64);
+  private stepLo = new Uint32Array(64);
+  private tsHi = new Int32Array(64);
+  private tsLo = new Uint32Array(64);
   private values = new Float64Array(64);
   private nan = new Uint8Array(64);
-  /** Steps as doubles: monotone in the exact step, so they order all but ties and near-2^53 neighbours. */
-  private approx = new Float64Array(64);
 
   constructor(readonly key: string) {}
 
   add(buf: Buffer, stepAt: number, tsAt: number, value: number, isNan: number): void {
-    if (this.n === this.steps.length) this.grow();
+    if (this.n === this.values.length) this.grow();
     const i = this.n++;
-    this.steps[i] = buf.readBigInt64BE(stepAt);
-    this.approx[i] = buf.readInt32BE(stepAt) * 4294967296 + buf.readUInt32BE(stepAt + 4);
-    this.ts[i] = buf.readBigInt64BE(tsAt);
+    this.stepHi[i] = buf.readInt32BE(stepAt);
+    this.stepLo[i] = buf.readUInt32BE(stepAt + 4);
+    this.tsHi[i] = buf.readInt32BE(tsAt);
+    this.tsLo[i] = buf.readUInt32BE(tsAt + 4);
     this.values[i] = value;
     this.nan[i] = isNan;
   }
 
   private grow(): void {
-    const size = this.steps.length * 2;
-    const grown = <T extends BigInt64Array | Float64Array | Uint8Array>(a: T, make: new (n: number) => T): T => {
+    const size = this.values.length * 2;
+    const grown = <T extends Int32Array | Uint32Array | Float64Array | Uint8Array>(a: T, make: new (n: number) => T): T => {
       const b = new make(size);
       b.set(a as never);
       return b;
     };
-    this.steps = grown(this.steps, BigInt64Array);
-    this.ts = grown(this.ts, BigInt64Array);
+    this.stepHi = grown(this.stepHi, Int32Array);
+    this.stepLo = grown(this.stepLo, Uint32Array);
+    this.tsHi = grown(this.tsHi, Int32Array);
+    this.tsLo = grown(this.tsLo, Uint32Array);
     this.values = grown(this.values, Float64Array);
     this.nan = grown(this.nan, Uint8Array);
-    this.approx = grown(this.approx, Float64Array);
   }
 
-  /** As Postgres orders (step, timestamp, value, is_nan): NaN above every number, false before true. */
-  private before(i: number, j: number): number {
-    if (this.approx[i] !== this.approx[j] || this.steps[i] !== this.steps[j]) return this.steps[i]! < this.steps[j]! ? -1 : 1;
-    if (this.ts[i] !== this.ts[j]) return this.ts[i]! < this.ts[j]! ? -1 : 1;
+  /** As Postgres orders (step, timestamp, value, is_nan): int8 by (signed high, unsigned low) word, NaN above every number, false before true. */
+  private compare(i: number, j: number): number {
+    if (this.stepHi[i] !== this.stepHi[j]) return this.stepHi[i]! < this.stepHi[j]! ? -1 : 1;
+    if (this.stepLo[i] !== this.stepLo[j]) return this.stepLo[i]! < this.stepLo[j]! ? -1 : 1;
+    if (this.tsHi[i] !== this.tsHi[j]) return this.tsHi[i]! < this.tsHi[j]! ? -1 : 1;
+    if (this.tsLo[i] !== this.tsLo[j]) return this.tsLo[i]! < this.tsLo[j]! ? -1 : 1;
     const a = this.values[i]!;
     const b = this.values[j]!;
     if (a !== b && !(Number.isNaN(a) && Number.isNaN(b))) return Number.isNaN(a) ? 1 : Number.isNaN(b) ? -1 : a < b ? -1 : 1;
@@ -166,19 +177,21 @@ class SeriesBuilder {
   finish(): KeySeries {
     const n = this.n;
     let sorted = true;
-    for (let i = 1; i < n && sorted; i++) {
-      // Cheap test on the doubles; exact only where they tie.
-      if (this.approx[i - 1]! > this.approx[i]! || (this.approx[i - 1] === this.approx[i] && this.before(i - 1, i) > 0)) sorted = false;
-    }
-    if (sorted) return { key: this.key, length: n, steps: this.steps.subarray(0, n), timestamps: this.ts.subarray(0, n), values: this.values.subarray(0, n), isNan: this.nan.subarray(0, n) };
-    const order = Array.from({ length: n }, (_, i) => i).sort((i, j) => this.before(i, j));
+    for (let i = 1; i < n && sorted; i++) if (this.compare(i - 1, i) > 0) sorted = false;
+    const order = sorted ? undefined : Array.from({ length: n }, (_, i) => i).sort((i, j) => this.compare(i, j));
     const out: KeySeries = { key: this.key, length: n, steps: new BigInt64Array(n), timestamps: new BigInt64Array(n), values: new Float64Array(n), isNan: new Uint8Array(n) };
-    order.forEach((from, to) => {
-      out.steps[to] = this.steps[from]!;
-      out.timestamps[to] = this.ts[from]!;
+    // int8 slots filled from the two words: exact, no BigInt arithmetic.
+    const steps = new Int32Array(out.steps.buffer);
+    const ts = new Int32Array(out.timestamps.buffer);
+    for (let to = 0; to < n; to++) {
+      const from = order ? order[to]! : to;
+      steps[2 * to + LO] = this.stepLo[from]! | 0;
+      steps[2 * to + HI] = this.stepHi[from]!;
+      ts[2 * to + LO] = this.tsLo[from]! | 0;
+      ts[2 * to + HI] = this.tsHi[from]!;
       out.values[to] = this.values[from]!;
       out.isNan[to] = this.nan[from]!;
-    });
+    }
     return out;
   }
 }
