@@ -41,7 +41,7 @@ async function main() {
       db: { type: 'string', default: 'bench' },
       gzip: { type: 'string', default: '1,3,6' },
       'skip-export': { type: 'boolean', default: false },
-      'runs-per-read': { type: 'string', default: '25' },
+      'runs-per-read': { type: 'string', default: '100' },
     },
   });
   const runs = Number(values.runs);
@@ -100,10 +100,10 @@ async function main() {
     // (2) Where the backfill's time goes: its read alone, then read + build, on the same lanes.
     const perRead = Number(values['runs-per-read']);
     const variants: Array<[string, number, boolean, 'id' | 'start_time']> = [
-      [`read alone, run-id order (as the backfill), ${perRead} runs per COPY`, perRead, false, 'id'],
-      ['read alone, run-id order, 100 runs per COPY', 100, false, 'id'],
-      ['read alone, start_time order (rows logged together), 100 runs per COPY', 100, false, 'start_time'],
-      ['read + build (nothing written), start_time order, 100 runs per COPY', 100, true, 'start_time'],
+      ['read alone, run-id order, 25 runs per COPY', 25, false, 'id'],
+      [`read alone, run-id order, ${perRead} runs per COPY (as the backfill)`, perRead, false, 'id'],
+      [`read alone, start_time order (rows logged together), ${perRead} runs per COPY`, perRead, false, 'start_time'],
+      [`read + build (nothing written), run-id order, ${perRead} runs per COPY`, perRead, true, 'id'],
     ];
     for (const [label, n, build, order] of variants) {
       const r = await timeReadPaths(mlflow, lanes, n, build, order);
