@@ -17,9 +17,9 @@ const FLUSH_EVERY = 50;
 /** …and at most this many bytes of JSON per UPDATE, so wide runs (140 keys × 50 epochs,
  * ~150 kB each) do not multiply the worker's memory. */
 const FLUSH_BYTES = 2_000_000;
-/** Runs per COPY of the store's metrics: the worker holds one group's points (~25 bytes each);
- * fewer, larger COPYs read the scattered rows of random run ids far faster (bench: 25 → 100 runs, 1.9×). */
-const RUNS_PER_READ = 100;
+/** Runs per COPY of the store's metrics. The worker holds one group's points (~25 bytes each, ~9 MB
+ * for 50 wide runs) per lane; fewer, larger COPYs read the scattered rows of random run ids faster. */
+const RUNS_PER_READ = 50;
 
 export interface BackfillBatch {
   index: number;

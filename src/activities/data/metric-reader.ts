@@ -58,13 +58,12 @@ export async function readRuns(pool: Pool, runIds: readonly string[], opts: Read
       if (r.kind === 1) runs.get(r.run_uuid)?.params.push([r.key, r.a]);
       else if (r.kind === 2) runs.get(r.run_uuid)?.tags.push([r.key, r.a]);
     }
-    const withMetrics = new Map<string, KeySeries[]>();
-    await readRunMetrics(pool, group, { ...opts, runsPerRead: group.length }, (m) => void withMetrics.set(m.runUuid, m.series));
+    const metrics = await readGroup(pool, group, opts);
     for (const id of group) {
       const run = runs.get(id);
       if (!run) continue;
-      run.series = withMetrics.get(id) ?? [];
-      withMetrics.delete(id);
+      run.series = finishRun(metrics.get(id));
+      metrics.delete(id);
       runs.delete(id);
       await onRun(run);
     }
@@ -76,45 +75,55 @@ export async function readRuns(pool: Pool, runIds: readonly string[], opts: Read
  * ends. Run ids without a metric row are not reported: the caller knows its list.
  */
 export async function readRunMetrics(pool: Pool, runIds: readonly string[], opts: ReadOptions, onRun: (run: RunMetrics) => Promise<void> | void): Promise<void> {
-  const exclude = opts.excludeKeyLike.map((p) => ` AND key NOT LIKE '${p.replace(/'/g, "''")}'`).join('');
-  const select = `SELECT run_uuid, key, step, timestamp, value, is_nan FROM metrics WHERE run_uuid = ANY($1)${exclude}`;
   for (let i = 0; i < runIds.length; i += opts.runsPerRead) {
     const group = runIds.slice(i, i + opts.runsPerRead);
-    const runs = new Map<string, Map<string, SeriesBuilder>>();
-    let lastRun = '';
-    let lastRunMap: Map<string, SeriesBuilder> | undefined;
-    let lastKey = '';
-    let lastSeries: SeriesBuilder | undefined;
-    await copyBinary(
-      pool,
-      select,
-      group,
-      (buf, start, len) => {
-        const run = buf.toString('utf8', start[0]!, start[0]! + len[0]!);
-        if (run !== lastRun || !lastRunMap) {
-          lastRun = run;
-          lastRunMap = runs.get(run);
-          if (!lastRunMap) runs.set(run, (lastRunMap = new Map()));
-          lastSeries = undefined;
-        }
-        const key = buf.toString('utf8', start[1]!, start[1]! + len[1]!);
-        if (key !== lastKey || !lastSeries) {
-          lastKey = key;
-          lastSeries = lastRunMap.get(key);
-          if (!lastSeries) lastRunMap.set(key, (lastSeries = new SeriesBuilder(key)));
-        }
-        lastSeries.add(buf, start[2]!, start[3]!, buf.readDoubleBE(start[4]!), buf[start[5]!]!);
-      },
-      opts.onChunk,
-    );
+    const metrics = await readGroup(pool, group, opts);
     for (const id of group) {
-      const keys = runs.get(id);
+      const keys = metrics.get(id);
       if (!keys) continue;
-      runs.delete(id);
-      const series = [...keys.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)).map((s) => s.finish());
-      await onRun({ runUuid: id, series });
+      metrics.delete(id);
+      await onRun({ runUuid: id, series: finishRun(keys) });
     }
   }
+}
+
+/** One run's series, ordered; a run's exact arrays are made only when it is handed out. */
+function finishRun(keys: Map<string, SeriesBuilder> | undefined): KeySeries[] {
+  if (!keys) return [];
+  return [...keys.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)).map((s) => s.finish());
+}
+
+/** One COPY: the group's points by run and key, in the order the heap holds them. */
+async function readGroup(pool: Pool, group: readonly string[], opts: ReadOptions): Promise<Map<string, Map<string, SeriesBuilder>>> {
+  const exclude = opts.excludeKeyLike.map((p) => ` AND key NOT LIKE '${p.replace(/'/g, "''")}'`).join('');
+  const runs = new Map<string, Map<string, SeriesBuilder>>();
+  let lastRun = '';
+  let lastRunMap: Map<string, SeriesBuilder> | undefined;
+  let lastKey = '';
+  let lastSeries: SeriesBuilder | undefined;
+  await copyBinary(
+    pool,
+    `SELECT run_uuid, key, step, timestamp, value, is_nan FROM metrics WHERE run_uuid = ANY($1)${exclude}`,
+    group,
+    (buf, start, len) => {
+      const run = buf.toString('utf8', start[0]!, start[0]! + len[0]!);
+      if (run !== lastRun || !lastRunMap) {
+        lastRun = run;
+        lastRunMap = runs.get(run);
+        if (!lastRunMap) runs.set(run, (lastRunMap = new Map()));
+        lastSeries = undefined;
+      }
+      const key = buf.toString('utf8', start[1]!, start[1]! + len[1]!);
+      if (key !== lastKey || !lastSeries) {
+        lastKey = key;
+        lastSeries = lastRunMap.get(key);
+        if (!lastSeries) lastRunMap.set(key, (lastSeries = new SeriesBuilder(key)));
+      }
+      lastSeries.add(buf, start[2]!, start[3]!, buf.readDoubleBE(start[4]!), buf[start[5]!]!);
+    },
+    opts.onChunk,
+  );
+  return runs;
 }
 
 /** Where an int8's low 32-bit word sits in a BigInt64Array slot, in the machine's byte order. */
