@@ -62,8 +62,7 @@ export async function readRuns(pool: Pool, runIds: readonly string[], opts: Read
     for (const id of group) {
       const run = runs.get(id);
       if (!run) continue;
-      run.series = finishRun(metrics.get(id));
-      metrics.delete(id);
+      run.series = metrics.run(id);
       runs.delete(id);
       await onRun(run);
     }
@@ -79,51 +78,44 @@ export async function readRunMetrics(pool: Pool, runIds: readonly string[], opts
     const group = runIds.slice(i, i + opts.runsPerRead);
     const metrics = await readGroup(pool, group, opts);
     for (const id of group) {
-      const keys = metrics.get(id);
-      if (!keys) continue;
-      metrics.delete(id);
-      await onRun({ runUuid: id, series: finishRun(keys) });
+      if (!metrics.runs.has(id)) continue;
+      await onRun({ runUuid: id, series: metrics.run(id) });
     }
   }
 }
 
-/** One run's series, ordered; a run's exact arrays are made only when it is handed out. */
-function finishRun(keys: Map<string, SeriesBuilder> | undefined): KeySeries[] {
-  if (!keys) return [];
-  return [...keys.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)).map((s) => s.finish());
-}
-
-/** One COPY: the group's points by run and key, in the order the heap holds them. */
-async function readGroup(pool: Pool, group: readonly string[], opts: ReadOptions): Promise<Map<string, Map<string, SeriesBuilder>>> {
+/** One COPY: the group's points, columnar (six arrays for the whole group, not six per key). */
+async function readGroup(pool: Pool, group: readonly string[], opts: ReadOptions): Promise<GroupPoints> {
   const exclude = opts.excludeKeyLike.map((p) => ` AND key NOT LIKE '${p.replace(/'/g, "''")}'`).join('');
-  const runs = new Map<string, Map<string, SeriesBuilder>>();
+  const points = new GroupPoints();
   let lastRun = '';
-  let lastRunMap: Map<string, SeriesBuilder> | undefined;
+  let lastRunKeys: Map<string, number> | undefined;
   let lastKey = '';
-  let lastSeries: SeriesBuilder | undefined;
+  let lastSeries = -1;
   await copyBinary(
     pool,
     `SELECT run_uuid, key, step, timestamp, value, is_nan FROM metrics WHERE run_uuid = ANY($1)${exclude}`,
     group,
     (buf, start, len) => {
       const run = buf.toString('utf8', start[0]!, start[0]! + len[0]!);
-      if (run !== lastRun || !lastRunMap) {
+      if (run !== lastRun || !lastRunKeys) {
         lastRun = run;
-        lastRunMap = runs.get(run);
-        if (!lastRunMap) runs.set(run, (lastRunMap = new Map()));
-        lastSeries = undefined;
+        lastRunKeys = points.runs.get(run);
+        if (!lastRunKeys) points.runs.set(run, (lastRunKeys = new Map()));
+        lastSeries = -1;
       }
       const key = buf.toString('utf8', start[1]!, start[1]! + len[1]!);
-      if (key !== lastKey || !lastSeries) {
+      if (key !== lastKey || lastSeries < 0) {
         lastKey = key;
-        lastSeries = lastRunMap.get(key);
-        if (!lastSeries) lastRunMap.set(key, (lastSeries = new SeriesBuilder(key)));
+        lastSeries = lastRunKeys.get(key) ?? -1;
+        if (lastSeries < 0) lastRunKeys.set(key, (lastSeries = points.series++));
       }
-      lastSeries.add(buf, start[2]!, start[3]!, buf.readDoubleBE(start[4]!), buf[start[5]!]!);
+      points.add(lastSeries, buf, start[2]!, start[3]!, buf.readDoubleBE(start[4]!), buf[start[5]!]!);
     },
     opts.onChunk,
   );
-  return runs;
+  points.index();
+  return points;
 }
 
 /** Where an int8's low 32-bit word sits in a BigInt64Array slot, in the machine's byte order. */
@@ -131,23 +123,29 @@ const LO = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1 ? 0 : 1;
 const HI = 1 - LO;
 
 /**
- * Grows typed arrays of int8 halves (high word signed, low word unsigned): 25 bytes a point while
- * a group is read, no BigInt per point. finish() hands out exact BigInt64Arrays, in order.
+ * A group's points in arrival order: series id, int8 halves (high word signed, low unsigned),
+ * float8, is_nan; 29 bytes a point, no BigInt and no object per point.
  */
-class SeriesBuilder {
+class GroupPoints {
+  /** run → key → series id */
+  readonly runs = new Map<string, Map<string, number>>();
+  series = 0;
   private n = 0;
-  private stepHi = new Int32Array(64);
-  private stepLo = new Uint32Array(64);
-  private tsHi = new Int32Array(64);
-  private tsLo = new Uint32Array(64);
-  private values = new Float64Array(64);
-  private nan = new Uint8Array(64);
+  private sid = new Int32Array(1 << 14);
+  private stepHi = new Int32Array(1 << 14);
+  private stepLo = new Uint32Array(1 << 14);
+  private tsHi = new Int32Array(1 << 14);
+  private tsLo = new Uint32Array(1 << 14);
+  private values = new Float64Array(1 << 14);
+  private nan = new Uint8Array(1 << 14);
+  /** After index(): series s's points are order[first[s] … first[s + 1]). */
+  private first = new Int32Array(1);
+  private order = new Int32Array(0);
 
-  constructor(readonly key: string) {}
-
-  add(buf: Buffer, stepAt: number, tsAt: number, value: number, isNan: number): void {
-    if (this.n === this.values.length) this.grow();
+  add(series: number, buf: Buffer, stepAt: number, tsAt: number, value: number, isNan: number): void {
+    if (this.n === this.sid.length) this.grow();
     const i = this.n++;
+    this.sid[i] = series;
     this.stepHi[i] = buf.readInt32BE(stepAt);
     this.stepLo[i] = buf.readUInt32BE(stepAt + 4);
     this.tsHi[i] = buf.readInt32BE(tsAt);
@@ -157,18 +155,31 @@ class SeriesBuilder {
   }
 
   private grow(): void {
-    const size = this.values.length * 2;
+    const size = this.sid.length * 2;
     const grown = <T extends Int32Array | Uint32Array | Float64Array | Uint8Array>(a: T, make: new (n: number) => T): T => {
       const b = new make(size);
       b.set(a as never);
       return b;
     };
+    this.sid = grown(this.sid, Int32Array);
     this.stepHi = grown(this.stepHi, Int32Array);
     this.stepLo = grown(this.stepLo, Uint32Array);
     this.tsHi = grown(this.tsHi, Int32Array);
     this.tsLo = grown(this.tsLo, Uint32Array);
     this.values = grown(this.values, Float64Array);
     this.nan = grown(this.nan, Uint8Array);
+  }
+
+  /** Counting sort by series, stable: each series keeps the heap's order until run() orders it. */
+  index(): void {
+    const first = new Int32Array(this.series + 1);
+    for (let i = 0; i < this.n; i++) first[this.sid[i]! + 1]!++;
+    for (let s = 0; s < this.series; s++) first[s + 1]! += first[s]!;
+    const next = first.slice(0, this.series);
+    const order = new Int32Array(this.n);
+    for (let i = 0; i < this.n; i++) order[next[this.sid[i]!]!++] = i;
+    this.first = first;
+    this.order = order;
   }
 
   /** As Postgres orders (step, timestamp, value, is_nan): int8 by (signed high, unsigned low) word, NaN above every number, false before true. */
@@ -183,23 +194,44 @@ class SeriesBuilder {
     return this.nan[i]! - this.nan[j]!;
   }
 
-  finish(): KeySeries {
-    const n = this.n;
-    let sorted = true;
-    for (let i = 1; i < n && sorted; i++) if (this.compare(i - 1, i) > 0) sorted = false;
-    const order = sorted ? undefined : Array.from({ length: n }, (_, i) => i).sort((i, j) => this.compare(i, j));
-    const out: KeySeries = { key: this.key, length: n, steps: new BigInt64Array(n), timestamps: new BigInt64Array(n), values: new Float64Array(n), isNan: new Uint8Array(n) };
+  /** A run's series by key, each in order, as views of four arrays made for the run. */
+  run(runUuid: string): KeySeries[] {
+    const keys = this.runs.get(runUuid);
+    if (!keys) return [];
+    this.runs.delete(runUuid);
+    const ids = [...keys].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    let total = 0;
+    for (const [, s] of ids) total += this.first[s + 1]! - this.first[s]!;
+    const steps = new BigInt64Array(total);
+    const timestamps = new BigInt64Array(total);
+    const values = new Float64Array(total);
+    const isNan = new Uint8Array(total);
     // int8 slots filled from the two words: exact, no BigInt arithmetic.
-    const steps = new Int32Array(out.steps.buffer);
-    const ts = new Int32Array(out.timestamps.buffer);
-    for (let to = 0; to < n; to++) {
-      const from = order ? order[to]! : to;
-      steps[2 * to + LO] = this.stepLo[from]! | 0;
-      steps[2 * to + HI] = this.stepHi[from]!;
-      ts[2 * to + LO] = this.tsLo[from]! | 0;
-      ts[2 * to + HI] = this.tsHi[from]!;
-      out.values[to] = this.values[from]!;
-      out.isNan[to] = this.nan[from]!;
+    const steps32 = new Int32Array(steps.buffer);
+    const ts32 = new Int32Array(timestamps.buffer);
+    const out: KeySeries[] = [];
+    let at = 0;
+    for (const [key, s] of ids) {
+      let points = this.order.subarray(this.first[s]!, this.first[s + 1]!);
+      for (let k = 1; k < points.length; k++) {
+        if (this.compare(points[k - 1]!, points[k]!) > 0) {
+          points = points.slice().sort((i, j) => this.compare(i, j));
+          break;
+        }
+      }
+      for (let k = 0; k < points.length; k++) {
+        const from = points[k]!;
+        const to = at + k;
+        steps32[2 * to + LO] = this.stepLo[from]! | 0;
+        steps32[2 * to + HI] = this.stepHi[from]!;
+        ts32[2 * to + LO] = this.tsLo[from]! | 0;
+        ts32[2 * to + HI] = this.tsHi[from]!;
+        values[to] = this.values[from]!;
+        isNan[to] = this.nan[from]!;
+      }
+      const end = at + points.length;
+      out.push({ key, length: points.length, steps: steps.subarray(at, end), timestamps: timestamps.subarray(at, end), values: values.subarray(at, end), isNan: isNan.subarray(at, end) });
+      at = end;
     }
     return out;
   }
