@@ -10,6 +10,7 @@
 // DATABASE_URL when set, else an embedded Postgres.
 //   npm run bench:backfill -- [--runs 1000] [--metrics 140] [--epochs 50] [--lanes 4] [--reuse]
 //                             [--schema mlflow|legacy] [--db bench] [--gzip 1,3,6] [--skip-export]
+//                             [--batch-size N] [--runs-per-read 50]
 // The npm script runs node with --max-semi-space-size=8 (V8's young generation capped at 8 MB per
 // semi-space), as the worker should run. --reuse keeps the store seeded by an earlier run of the
 // same size and schema (DATABASE_URL only). --db names the databases (<db>_mlflow, <db>_app).
@@ -42,6 +43,7 @@ async function main() {
       gzip: { type: 'string', default: '1,3,6' },
       'skip-export': { type: 'boolean', default: false },
       'runs-per-read': { type: 'string', default: '50' },
+      'batch-size': { type: 'string' },
     },
   });
   const runs = Number(values.runs);
@@ -61,6 +63,7 @@ async function main() {
     buckets: { backup: 'bench-backups' },
     serviceAccount: 'mlflow@bench-project.iam.gserviceaccount.com',
     databases: { mlflow: { urlEnv: 'MLFLOW_DATABASE_URL' }, app: { urlEnv: 'APP_DATABASE_URL' } },
+    ...(values['batch-size'] ? { data: { batchSize: Number(values['batch-size']) } } : {}),
   });
   const mlflow = databases.pool('MLFLOW_DATABASE_URL');
   const app = databases.pool('APP_DATABASE_URL');
