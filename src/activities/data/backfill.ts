@@ -1,7 +1,7 @@
 // 0.2 scope and 0.3 backfill: every completed experiment's training history, read from the MLflow
 // store by groups of runs (metric-reader.ts: unordered binary COPY, ordered in the worker) and written
 // to the app table in set-based batched UPDATEs. The seed's backfill made ~50 REST calls per run;
-// this makes one query per batch and one UPDATE per FLUSH_EVERY runs (or FLUSH_BYTES of JSON).
+// this makes one COPY per RUNS_PER_READ runs and one UPDATE per FLUSH_EVERY runs (or FLUSH_BYTES of JSON).
 import type { Databases } from '../../adapters/postgres';
 import type { Target } from '../../config/schema';
 import { HISTOGRAM_KEY_LIKE } from '../../history/categorise';
