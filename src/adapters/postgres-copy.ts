@@ -18,6 +18,10 @@ const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
 export async function copyBinary(pool: pg.Pool, select: string, textArray: readonly string[], onTuple: OnTuple, onChunk?: () => void): Promise<void> {
   const client = await pool.connect();
   let failed: Error | undefined;
+  // A connection cut mid-COPY (pg_terminate_backend, a failover) also emits 'error' on the client,
+  // which the pool stops listening to while it is checked out: unheard, it would kill the worker.
+  const onError = (err: Error) => void (failed ??= err);
+  client.on('error', onError);
   try {
     await client.query('BEGIN READ ONLY');
     const literal = client.escapeLiteral(`{${textArray.map((s) => `"${s.replace(/[\\"]/g, '\\$&')}"`).join(',')}}`);
@@ -35,6 +39,7 @@ export async function copyBinary(pool: pg.Pool, select: string, textArray: reado
     throw err;
   } finally {
     // A COPY stopped halfway leaves the connection mid-protocol: drop it rather than reuse it.
+    client.removeListener('error', onError);
     client.release(failed);
   }
 }

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { createDatabases, type Databases } from '../../../src/adapters/postgres';
-import { BinaryTupleParser } from '../../../src/adapters/postgres-copy';
+import { BinaryTupleParser, copyBinary } from '../../../src/adapters/postgres-copy';
 import { readRunMetrics, readRuns, type RunRows } from '../../../src/activities/data/metric-reader';
 import { HISTOGRAM_KEY_LIKE } from '../../../src/history/categorise';
 import { createDatabase } from '../../../dev/postgres';
@@ -71,6 +71,23 @@ describe('metric reader (0.3 read path)', () => {
     const onlyMetrics: string[] = [];
     await readRunMetrics(pool(), ids, { excludeKeyLike: [], runsPerRead: 5 }, (m) => void onlyMetrics.push(m.runUuid));
     expect(onlyMetrics).toEqual(ids.slice(1, -1));
+  });
+
+  it('fails the read, and only the read, when its connection is cut mid-COPY', async () => {
+    const admin = databases.pool('MLFLOW_DATABASE_URL');
+    let tuples = 0;
+    const read = copyBinary(pool(), `SELECT x, pg_sleep(0.01) FROM generate_series(1, 2000) AS x WHERE cardinality($1) = 1`, ['marker'], () => void tuples++);
+    const cut = (async () => {
+      for (let i = 0; i < 100; i++) {
+        const { rows } = await admin.query(`SELECT pg_terminate_backend(pid) AS done FROM pg_stat_activity WHERE query LIKE 'COPY (SELECT x, pg_sleep%' AND pid <> pg_backend_pid()`);
+        if (rows.length) return;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    })();
+    await expect(read).rejects.toThrow(/terminat/i);
+    await cut;
+    // The pool still serves: the dead connection was dropped, not handed out again.
+    expect((await pool().query('SELECT 1 AS one')).rows[0].one).toBe(1);
   });
 
   it('parses tuples cut at any byte, and refuses a stream that ends mid-tuple', () => {
