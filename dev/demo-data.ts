@@ -154,6 +154,7 @@ export async function seedDemo(opts: SeedDemoOptions): Promise<{ target: TargetI
       withoutRunId: 3,
       artifactsRoot: `gs://${TRAINING_BUCKET}/quicktests`,
       finishedFrom: '2024-01-01T00:00:00Z',
+      finishedBefore: CUTOVER,
     });
     // Seed 004: another app table holds run ids too; the audit checks each is in the export.
     await app.query(`CREATE TABLE model_metadata (id SERIAL PRIMARY KEY, model_name TEXT NOT NULL, mlflow_run_id VARCHAR(32))`);

@@ -444,13 +444,19 @@ export interface SeedAppRowsOptions {
   artifactsRoot?: string;
   /** finished_at of the completed rows: start, then one hour apart. */
   finishedFrom?: string;
+  /** When set, the completed rows all finish before this (closer than an hour apart if need be),
+   * so a demo of any size has no run after its cutover date. */
+  finishedBefore?: string;
 }
 
 export async function seedAppRows(db: Queryable, t: AppTableNames, opts: SeedAppRowsOptions): Promise<void> {
   const root = opts.artifactsRoot ?? 'gs://app-artifacts/quicktests';
   const fin = t.finishedAt ? `, ${t.finishedAt}` : '';
-  const finVal = (n: string) => (t.finishedAt ? `, $3::timestamptz + (${n}) * interval '1 hour'` : '');
   const from = opts.finishedFrom ?? '2024-01-01T00:00:00Z';
+  // One hour apart, or closer so the last of them still finishes before finishedBefore.
+  const room = opts.finishedBefore ? Date.parse(opts.finishedBefore) - Date.parse(from) : Infinity;
+  const stepMs = Math.min(3_600_000, Math.floor(room / (opts.runIds.length + 1)));
+  const finVal = (n: string) => (t.finishedAt ? `, $3::timestamptz + (${n}) * interval '${stepMs} milliseconds'` : '');
   await db.query(
     `INSERT INTO ${t.table} (${t.displayName}, ${t.status}, ${t.runId}, ${t.history}, ${t.artifactsPath}${fin})
      SELECT 'Quick test ' || r.n, '${t.completedStatus.replace(/'/g, "''")}', r.run_id,

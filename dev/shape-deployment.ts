@@ -71,7 +71,7 @@ interface Common {
 async function seedApp(db: pg.Client, runIds: string[], dir: string): Promise<void> {
   await createAppTable(db, QUICKTEST);
   const root = pathToFileURL(join(dir, 'training-artifacts')).href;
-  await seedAppRows(db, QUICKTEST, { runIds, notCompleted: 2, withoutRunId: 1, artifactsRoot: `${root}/quicktests`, finishedFrom: '2024-01-01T00:00:00Z' });
+  await seedAppRows(db, QUICKTEST, { runIds, notCompleted: 2, withoutRunId: 1, artifactsRoot: `${root}/quicktests`, finishedFrom: '2024-01-01T00:00:00Z', finishedBefore: CUTOVER });
   for (let n = 1; n <= 3; n++) {
     const metrics = postCutoverMetrics(n);
     const folder = join(dir, 'training-artifacts', `post-cutover-${n}`);

@@ -1,9 +1,8 @@
-// 0.3 backfill: every completed experiment's training history, read from the MLflow
-// store in one ordered pass per batch (a server-side cursor, constant memory per run) and written
+// 0.3 backfill: every completed experiment's training history, read from the MLflow store by
+// groups of runs (metric-reader.ts: unordered binary COPY, ordered in the worker) and written
 // to the app table in set-based batched UPDATEs. The seed's backfill made ~50 REST calls per run;
-// this makes one query per batch and one UPDATE per FLUSH_EVERY runs (or FLUSH_BYTES of JSON).
+// this makes one COPY per RUNS_PER_READ runs and one UPDATE per FLUSH_EVERY runs (or FLUSH_BYTES of JSON).
 import type { Databases } from '../../adapters/postgres';
-import { forEachRowChunk, type Row } from '../../adapters/postgres-streams';
 import type { Target } from '../../config/schema';
 import { HISTOGRAM_KEY_SQL } from '../../history/categorise';
 import { RunHistoryBuilder } from '../../history/builder';
@@ -11,6 +10,7 @@ import { JsonBuffer, writeDocument } from '../../history/document-json';
 import type { StepContext, StepResult } from '../../types';
 import { appPool, appResource, completedWithRun, mlflowPool } from './app-table';
 import { batchActions, countScope, describeScope, FLUSH_EVERY, planBatches, type BackfillBatch } from './backfill-plan';
+import { readRuns } from './metric-reader';
 import { heartbeat, keepAlive, lastHeartbeat, type BackfillProgress } from '../heartbeat';
 import { defineShapeStep } from '../step';
 
@@ -19,8 +19,9 @@ export type { BackfillBatch } from './backfill-plan';
 /** …and at most this many bytes of JSON per UPDATE, so wide runs (140 keys × 50 epochs,
  * ~150 kB each) do not multiply the worker's memory. */
 const FLUSH_BYTES = 2_000_000;
-/** Rows per FETCH from the store's cursor: one row per run and key (~50 points each, ~1 kB). */
-const FETCH_SIZE = 500;
+/** Runs per COPY of the store's metrics. The worker holds one group's points (~25 bytes each, ~9 MB
+ * for 50 wide runs) per lane; fewer, larger COPYs read the scattered rows of random run ids faster. */
+const RUNS_PER_READ = 50;
 
 export interface BackfillOutcome {
   runs: number;
@@ -86,66 +87,28 @@ export async function backfillRange(
     if (pending.length >= FLUSH_EVERY || json.bytes >= FLUSH_BYTES) await flush();
   };
 
-  const histogramFilter = opts.histograms ? '' : `AND NOT (${HISTOGRAM_KEY_SQL})`;
-  // One ordered pass: the run's row, its params, tags, then one row per metric key whose points
-  // Postgres folds into "step value,step value,…" ordered by step, timestamp, value, is_nan, so the
-  // last point of a step is the one that wins. One row per key instead of one per point: the
-  // driver's per-row cost was most of the backfill's time.
-  const sql = `
-    SELECT run_uuid COLLATE "C" AS run_uuid, 0 AS kind, NULL::text AS key, NULL::text AS text, end_time, start_time
-      FROM runs WHERE run_uuid = ANY($1)
-    UNION ALL SELECT run_uuid, 1, key, value, NULL, NULL FROM params WHERE run_uuid = ANY($1)
-    UNION ALL SELECT run_uuid, 2, key, value, NULL, NULL FROM tags WHERE run_uuid = ANY($1)
-    UNION ALL SELECT run_uuid, 3, key, string_agg(step || ' ' || CASE WHEN is_nan THEN 'NaN' ELSE value::text END, ',' ORDER BY step, timestamp, value, is_nan), NULL, NULL
-      FROM metrics WHERE run_uuid = ANY($1) ${histogramFilter} GROUP BY run_uuid, key
-    ORDER BY 1, 2, 3`;
-  // Postgres sorts the batch's metrics before the first row arrives, which on a large store can
-  // outlast the heartbeat timeout: keepAlive repeats the last committed progress meanwhile, and a
-  // cancelled batch (rollback) stops before its next FETCH.
+  // Postgres reads each group of runs unordered (no sort to wait for); the worker orders it.
+  // keepAlive repeats the last committed progress meanwhile, and a cancelled batch (rollback)
+  // stops at the next network chunk.
   await keepAlive(undefined, async (signal) => {
-    const each = async (rows: Row[]) => {
-      for (const r of rows) {
-        if (builder?.runUuid !== r.run_uuid) {
-          await finish();
-          builder = new RunHistoryBuilder(r.run_uuid, { histograms: opts.histograms });
-          seen.add(r.run_uuid);
-        }
-        const b = builder!;
-        switch (r.kind) {
-          case 0:
-            b.setTimes(r.end_time === null ? null : Number(r.end_time), r.start_time === null ? null : Number(r.start_time));
-            break;
-          case 1:
-            b.param(r.key, r.text);
-            break;
-          case 2:
-            b.tag(r.key, r.text ?? '');
-            break;
-          default:
-            addPoints(b, r.key, r.text);
-        }
-      }
-    };
-    await forEachRowChunk(mlflowPool(databases, target), sql, [runIds], FETCH_SIZE, each, signal);
+    const excludeKeys = opts.histograms ? undefined : HISTOGRAM_KEY_SQL;
+    const onChunk = () => signal.throwIfAborted();
+    await readRuns(mlflowPool(databases, target), runIds, { excludeKeys, runsPerRead: RUNS_PER_READ, onChunk }, async (run) => {
+      signal.throwIfAborted();
+      await finish();
+      const b = (builder = new RunHistoryBuilder(run.runUuid, { histograms: opts.histograms }));
+      seen.add(run.runUuid);
+      b.setTimes(run.endTime === null ? null : Number(run.endTime), run.startTime === null ? null : Number(run.startTime));
+      for (const [k, v] of run.params) b.param(k, v);
+      for (const [k, v] of run.tags) b.tag(k, v ?? '');
+      // Steps stay exact: int8 from the COPY as bigint, handed over as its decimal text.
+      for (const s of run.series) for (let i = 0; i < s.length; i++) b.metric(s.key, String(s.steps[i]), s.values[i]!, s.isNan[i] === 1);
+    });
     await finish();
     await flush();
   });
   outcome.missing = runIds.filter((id) => !seen.has(id));
   return outcome;
-}
-
-/** A key's points as the query folds them, "step value,…" (NaN for is_nan), into the builder in order. */
-function addPoints(b: RunHistoryBuilder, key: string, folded: string): void {
-  let start = 0;
-  while (start < folded.length) {
-    let end = folded.indexOf(',', start);
-    if (end < 0) end = folded.length;
-    const space = folded.indexOf(' ', start);
-    // The step stays int8 text (64-bit, exact); float8 text is exact (extra_float_digits, set by
-    // forEachRowChunk); "NaN" parses to NaN.
-    b.metric(key, folded.slice(start, space), Number(folded.slice(space + 1, end)), false);
-    start = end + 1;
-  }
 }
 
 /** `defaultLanes`: 0.3's lanes when the target sets no data.backfillLanes (the worker's activity slots). */
