@@ -28,7 +28,7 @@ export async function timeReadPaths(pool: pg.Pool, lanes: number, runsPerRead: n
         b.setTimes(run.endTime === null ? null : Number(run.endTime), run.startTime === null ? null : Number(run.startTime));
         for (const [k, v] of run.params) b.param(k, v);
         for (const [k, v] of run.tags) b.tag(k, v ?? '');
-        for (const s of run.series) for (let i = 0; i < s.length; i++) b.metric(s.key, Number(s.steps[i]), s.values[i]!, s.isNan[i] === 1);
+        for (const s of run.series) for (let i = 0; i < s.length; i++) b.metric(s.key, String(s.steps[i]), s.values[i]!, s.isNan[i] === 1);
         points += b.build().points;
       }),
     ),
