@@ -71,7 +71,7 @@ export function renderPlan(s: MigrationStatus, opts: { wide?: boolean } = {}): s
   const lines = [header, ...rows].map(([step, call, resource, what]) =>
     opts.wide ? [step.padEnd(w0), call.padEnd(w1), resource.padEnd(w2), what].join('  ') : [fit(step, w0), fit(call, w1), fit(resource, w2, true), fit(what, w3).trimEnd()].join('  '),
   );
-  if (folder) lines.unshift(`<plan> = this plan's own backup folder: ${folder}`, '');
+  if (folder) lines.unshift(`<plan> = this plan's own backup folder:`, `  ${folder}`, '');
   lines.push('', `* destructive: acts only after the gate before it has passed.${opts.wide ? '' : ' Cells cut with … are whole in: plan --wide (or --json).'}`);
   return lines.join('\n');
 }

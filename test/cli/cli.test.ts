@@ -57,8 +57,8 @@ describe('mlflow-decommission CLI', () => {
       expect(plan.stdout).toMatch(/3\.1\s+run\.services\.delete \*\s+…x+\s+delete the service/);
       expect(plan.stdout).toMatch(/planned by workflow mlflow-decommission-plan-cli-plan-\d{8}T\d{6}Z/);
       // Its backup paths are the plan's own, and say so.
-      expect(plan.stdout).toMatch(/^<plan> = this plan's own backup folder: mlflow-decommission-plan-cli-plan-\d{8}T\d{6}Z\//m);
-      for (const line of plan.stdout.split('\n')) expect(line.length).toBeLessThanOrEqual(120);
+      expect(plan.stdout).toMatch(/^<plan> = this plan's own backup folder:\n  mlflow-decommission-plan-cli-plan-\d{8}T\d{6}Z\//m);
+      for (const line of plan.stdout.split('\n')) expect(line.length, line).toBeLessThanOrEqual(120);
       const wide = await cli(tq, 'plan', 'cli-plan', '--wide');
       expect(wide.stdout).toContain(`services/mlflow-server-${'x'.repeat(150)}`);
       expect(fakes.acted).toEqual([]);

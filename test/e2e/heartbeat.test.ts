@@ -15,7 +15,7 @@ import { createGcpClients } from '../../src/adapters/gcp/clients';
 import { createGcsObjectStore } from '../../src/adapters/gcp/gcs-object-store';
 import { createDatabases } from '../../src/adapters/postgres';
 import { configFileSchema } from '../../src/config/schema';
-import { commands, startMigration } from '../../src/temporal/client';
+import { commands, migrationResult, startMigration } from '../../src/temporal/client';
 import { TEST_HEARTBEAT_TIMEOUT_MS } from '../support/heartbeat-timeout';
 import { startLatencyProxy } from '../support/latency-proxy';
 import { useTestServer, waitForStatus, workflowBundle } from '../support/temporal';
@@ -119,7 +119,7 @@ describe('heartbeats under a slow database and a slow Google', () => {
       const cancelled = (await h.fetchHistory()).events?.filter((e) => e.activityTaskCanceledEventAttributes) ?? [];
       expect(cancelled.length, 'the backfill batch was cancelled in flight').toBeGreaterThan(0);
       expect(began).toBeLessThan(5_000);
-      expect((await h.result()).outcome).toBe('rolled-back');
+      expect((await migrationResult(h)).outcome).toBe('rolled-back');
     } finally {
       await d.close();
     }
