@@ -3,6 +3,7 @@
 // (https://www.postgresql.org/docs/current/sql-copy.html, "Binary Format").
 import type pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
+import { checkOut } from './postgres-streams';
 
 /** One tuple: field i is buf[start[i], start[i] + len[i]), len -1 for NULL. Valid only during the call. */
 export type OnTuple = (buf: Buffer, start: Int32Array, len: Int32Array) => void;
@@ -16,12 +17,8 @@ const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
  * (for example when the activity is cancelled).
  */
 export async function copyBinary(pool: pg.Pool, select: string, textArray: readonly string[], onTuple: OnTuple, onChunk?: () => void): Promise<void> {
-  const client = await pool.connect();
+  const { client, release } = await checkOut(pool);
   let failed: Error | undefined;
-  // A connection cut mid-COPY (pg_terminate_backend, a failover) also emits 'error' on the client,
-  // which the pool stops listening to while it is checked out: unheard, it would kill the worker.
-  const onError = (err: Error) => void (failed ??= err);
-  client.on('error', onError);
   try {
     await client.query('BEGIN READ ONLY');
     const literal = client.escapeLiteral(`{${textArray.map((s) => `"${s.replace(/[\\"]/g, '\\$&')}"`).join(',')}}`);
@@ -39,8 +36,7 @@ export async function copyBinary(pool: pg.Pool, select: string, textArray: reado
     throw err;
   } finally {
     // A COPY stopped halfway leaves the connection mid-protocol: drop it rather than reuse it.
-    client.removeListener('error', onError);
-    client.release(failed);
+    release(failed);
   }
 }
 

@@ -8,6 +8,28 @@ export type Pool = pg.Pool;
 export type Row = Record<string, any>;
 
 /**
+ * A pooled client for a long read. A connection cut while it is checked out (pg_terminate_backend,
+ * a failover) also emits 'error' on the client, which the pool stops listening to meanwhile:
+ * unheard, it would kill the worker. `release` drops a connection that failed instead of reusing it.
+ */
+export async function checkOut(pool: Pool): Promise<{ client: pg.PoolClient; release: (err?: Error) => void }> {
+  const client = await pool.connect();
+  let failed: Error | undefined;
+  const onError = (err: Error) => void (failed ??= err);
+  client.on('error', onError);
+  let released = false;
+  return {
+    client,
+    release: (err) => {
+      if (released) return;
+      released = true;
+      client.removeListener('error', onError);
+      client.release(err ?? failed);
+    },
+  };
+}
+
+/**
  * Runs `sql` through a cursor in a read-only transaction and hands rows to `onRows` in chunks of
  * `fetchSize`, awaiting each so a slow consumer holds back the reads. An aborted `signal` stops it
  * before the next FETCH, or cancels the FETCH running on the server (the first one sorts the whole
@@ -21,7 +43,8 @@ export async function forEachRowChunk(
   onRows: (rows: Row[]) => Promise<void> | void,
   signal?: AbortSignal,
 ): Promise<void> {
-  const client = await pool.connect();
+  const { client, release } = await checkOut(pool);
+  let failed: Error | undefined;
   let cancelling: Promise<void> | undefined;
   let pid: number | undefined;
   const cancel = () => {
@@ -45,13 +68,14 @@ export async function forEachRowChunk(
     }
     await client.query('COMMIT');
   } catch (err) {
+    failed = err as Error;
     await cancelling; // before ROLLBACK: a late cancel must not hit the next statement
     await client.query('ROLLBACK').catch(() => {});
     throw signal?.aborted ? signal.reason : err;
   } finally {
     signal?.removeEventListener('abort', cancel);
     await cancelling; // …nor, once released, another caller's query
-    client.release();
+    release(failed);
   }
 }
 
@@ -73,17 +97,8 @@ async function cancelBackend(pool: Pool, pid: number): Promise<void> {
 
 /** COPY (query) TO STDOUT: the stream of its bytes, and release() to call once it ends or fails. */
 export async function copyOut(pool: Pool, copySql: string): Promise<{ stream: Readable; release: (err?: Error) => void }> {
-  const client = await pool.connect();
-  const stream = client.query(copyTo(copySql));
-  let released = false;
-  return {
-    stream,
-    release: (err) => {
-      if (released) return;
-      released = true;
-      client.release(err);
-    },
-  };
+  const { client, release } = await checkOut(pool);
+  return { stream: client.query(copyTo(copySql)), release };
 }
 
 /** A pool's first connection with a short timeout, for preflight: true, or the error's message. */
