@@ -66,6 +66,7 @@ export function isEnded(state: string): boolean {
 /** The outcome: told, or ended, or 5.6 running (the record is the last step of a completed migration). */
 function outcomeOf(status: MigrationStatus, told?: string): string {
   if (told) return told;
+  if (status.outcome) return status.outcome;
   if (isEnded(status.state)) return status.state;
   return status.steps.some((s) => s.id === '5.6' && s.state === 'running') ? 'completed' : 'in progress';
 }
@@ -129,8 +130,8 @@ export function buildRecord(status: MigrationStatus, opts: RecordOptions = {}): 
     migrationId: status.migrationId,
     outcome,
     state: status.state,
-    startedAt: status.events[0]?.at,
-    finishedAt: ended ? (opts.finishedAt ?? lastKnownTime(status)) : undefined,
+    startedAt: status.startedAt ?? status.events[0]?.at,
+    finishedAt: ended ? (opts.finishedAt ?? status.endedAt ?? lastKnownTime(status)) : undefined,
     migrated: { runs: fact('0.3').runs, points: fact('0.3').points, verified: fact('0.5') },
     deleted: status.steps
       .filter((s) => s.destructive && s.state === 'done')

@@ -123,7 +123,7 @@ export function renderDetails(s: MigrationStatus): string {
     }
     for (const g of s.gates.filter((x) => x.phase === s.phase && x.state !== 'pending')) {
       lines.push(`- ${ICON[g.state] ?? g.state} gate ${g.id}: ${g.title}`);
-      for (const c of g.checks) lines.push(`    - ${c.ok ? '✓' : '✗'} ${c.name}: ${c.detail}`);
+      for (const c of g.checks) lines.push(`  - ${c.ok ? '✓' : '✗'} ${c.name}: ${c.detail}`);
     }
   }
   return lines.join('\n');

@@ -90,7 +90,7 @@ export const GATES: GateSpec[] = [
     title: 'Ready to delete infrastructure (the way back is checked)',
     checks: ['checkExportVerified'],
     review:
-      'Phase 3 deletes Cloud Run, Cloud SQL, the trigger, the bucket (if configured), the service account and disables secrets. Each is snapshotted and can be rolled back. ' +
+      'Phase 3 deletes exactly what the checks above name, by full name: the Cloud Run services, the Cloud SQL instance, the trigger, the artifacts bucket, the service account, and it disables the secrets. Each is snapshotted and can be rolled back. ' +
       'Cloud SQL comes back from the final backup 3.2 takes (data up to the delete), or from the export 3.2 takes after MLflow stopped when cloudSql.restoreFrom is "export"; the 0.1 export, checked row for row, is the second line.',
   },
   { id: 'phase-3', phase: 3, title: 'MLflow infrastructure removed', checks: ['checkResourcesGone'], review: 'Step results list every snapshot.' },
