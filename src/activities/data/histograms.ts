@@ -2,19 +2,27 @@
 // cache of every run whose store holds histogram series, with weight_stats/gradient_stats
 // {tower}.histogram filled in (docs/history-mapping.md).
 import type { Databases } from '../../adapters/postgres';
+import { forEachRowChunk } from '../../adapters/postgres-streams';
 import type { Target } from '../../config/schema';
 import { HISTOGRAM_KEY_SQL } from '../../history/categorise';
 import type { StepResult } from '../../types';
 import { mlflowPool, appResource, mlflowResource } from './app-table';
 import { backfillRange } from './backfill';
-import { lastHeartbeat, type BackfillProgress } from '../heartbeat';
+import { cancellationSignal, lastHeartbeat, type BackfillProgress } from '../heartbeat';
 import { defineShapeStep } from '../step';
 
+/** A scan of all of `metrics`: through a cursor, so a cancelled 0.4 stops it on the server. */
 async function runsWithHistograms(databases: Databases, target: Target): Promise<string[]> {
-  const { rows } = await mlflowPool(databases, target).query(
+  const ids: string[] = [];
+  await forEachRowChunk(
+    mlflowPool(databases, target),
     `SELECT DISTINCT run_uuid COLLATE "C" AS run_uuid FROM metrics WHERE ${HISTOGRAM_KEY_SQL} ORDER BY 1`,
+    [],
+    10_000,
+    (rows) => void ids.push(...rows.map((r) => r.run_uuid as string)),
+    cancellationSignal(),
   );
-  return rows.map((r) => r.run_uuid);
+  return ids;
 }
 
 export function createHistogramActivities(databases: Databases) {
