@@ -19,20 +19,26 @@ const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
 export async function copyBinary(pool: pg.Pool, select: string, textArray: readonly string[], onTuple: OnTuple, onChunk?: () => void): Promise<void> {
   const { client, release } = await checkOut(pool);
   let failed: Error | undefined;
+  let copying = false;
   try {
     await client.query('BEGIN READ ONLY');
     const literal = client.escapeLiteral(`{${textArray.map((s) => `"${s.replace(/[\\"]/g, '\\$&')}"`).join(',')}}`);
-    const stream = client.query(copyTo(`COPY (${select.replace('$1', `${literal}::text[]`)}) TO STDOUT (FORMAT binary)`));
+    // A function, not a string: `$&` or `$$` in a run id must not be read as a replacement pattern.
+    const stream = client.query(copyTo(`COPY (${select.replace('$1', () => `${literal}::text[]`)}) TO STDOUT (FORMAT binary)`));
+    copying = true;
     const parser = new BinaryTupleParser(onTuple);
     for await (const chunk of stream) {
       onChunk?.();
       parser.push(chunk as Buffer);
     }
+    copying = false;
     parser.end();
     await client.query('COMMIT');
   } catch (err) {
     failed = err as Error;
-    await client.query('ROLLBACK').catch(() => {});
+    // A ROLLBACK would queue behind a COPY still streaming and wait for it forever: a stopped
+    // COPY's connection is dropped instead (release(failed) below), which ends its transaction.
+    if (!copying) await client.query('ROLLBACK').catch(() => {});
     throw err;
   } finally {
     // A COPY stopped halfway leaves the connection mid-protocol: drop it rather than reuse it.

@@ -23,8 +23,10 @@ export async function checkOut(pool: Pool): Promise<{ client: pg.PoolClient; rel
     release: (err) => {
       if (released) return;
       released = true;
-      client.removeListener('error', onError);
-      client.release(err ?? failed);
+      const broken = err ?? failed;
+      // A broken connection is dropped, and may still report its end: keep listening to it.
+      if (!broken) client.removeListener('error', onError);
+      client.release(broken);
     },
   };
 }

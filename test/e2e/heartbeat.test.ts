@@ -101,7 +101,7 @@ describe('heartbeats under a slow database and a slow Google', () => {
     }
   });
 
-  it('a rollback signalled while 0.3 backfills begins within 5 s: the batch stops at its next FETCH', async () => {
+  it('a rollback signalled while 0.3 backfills begins within 5 s: the batch stops at its next COPY chunk', async () => {
     // The production heartbeat timeout (30 s), and the worker's cap on the SDK's heartbeat interval:
     // without it, the cancellation arrives after the batch is done (planted: began after 15 s).
     const d = await slowDeployment({ runs: 200, epochs: 30, interceptors: [], bytesPerSecond: 500_000, worker: { maxHeartbeatThrottleInterval: MAX_HEARTBEAT_THROTTLE_INTERVAL } });

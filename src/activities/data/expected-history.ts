@@ -7,6 +7,7 @@ import type { Databases } from '../../adapters/postgres';
 import { forEachRowChunk, type Row } from '../../adapters/postgres-streams';
 import type { Target } from '../../config/schema';
 import { mlflowPool } from './app-table';
+import { cancellationSignal } from '../heartbeat';
 
 export interface ExpectedHistory {
   runId: string;
@@ -130,5 +131,5 @@ SELECT r.run_uuid COLLATE "C" AS run_uuid, coalesce(c.points, 0) AS points, coal
 export async function expectedHistories(databases: Databases, target: Target, runIds: string[], onRuns: (runs: ExpectedHistory[]) => Promise<void>): Promise<void> {
   await forEachRowChunk(mlflowPool(databases, target), EXPECTED_SQL, [runIds, target.data.histograms === 'include'], 25, async (rows: Row[]) => {
     await onRuns(rows.map((r) => ({ runId: r.run_uuid, doc: r.doc, points: r.points, slots: JSON.parse(r.slots) })));
-  });
+  }, cancellationSignal());
 }

@@ -68,22 +68,17 @@ export async function checkFidelity(databases: Databases, target: Target): Promi
   // Runs whose differences are listed key by key; beyond them, a run is one mismatch.
   const itemised = { runs: MAX_LISTED };
   const progress = () => heartbeat({ runsDone: out.runsVerified, runsTotal: runIds.length, points: out.points });
-  // A chunk's documents take seconds to build: keep heartbeating meanwhile.
-  const beat = setInterval(progress, 10_000);
-  try {
-    for (let i = 0; i < runIds.length; i += CHUNK) {
-      const chunk = runIds.slice(i, i + CHUNK);
-      const expected: Parameters<typeof compareChunk>[3] = [];
-      await expectedHistories(databases, target, chunk, async (runs) => {
-        expected.push(...runs);
-      });
-      for (const e of expected) out.points += e.points;
-      await compareChunk(databases, target, chunk, expected, report, itemised);
-      out.runsVerified += chunk.length;
-      progress();
-    }
-  } finally {
-    clearInterval(beat);
+  // keepAlive (around every activity) heartbeats the latest progress while a chunk is built.
+  for (let i = 0; i < runIds.length; i += CHUNK) {
+    const chunk = runIds.slice(i, i + CHUNK);
+    const expected: Parameters<typeof compareChunk>[3] = [];
+    await expectedHistories(databases, target, chunk, async (runs) => {
+      expected.push(...runs);
+    });
+    for (const e of expected) out.points += e.points;
+    await compareChunk(databases, target, chunk, expected, report, itemised);
+    out.runsVerified += chunk.length;
+    progress();
   }
   out.mismatchedRuns = [...mismatched].sort();
   return out;

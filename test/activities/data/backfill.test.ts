@@ -115,7 +115,7 @@ describe('backfill (0.2, 0.3)', () => {
     expect(beats.at(-1)).toMatchObject({ runsDone: 25, runsTotal: 25, cursor: sorted[29] });
   });
 
-  it('a cancelled batch stops before its next FETCH and writes nothing more', async () => {
+  it('a cancelled batch stops before its next read and writes nothing more', async () => {
     await w.app.query(`UPDATE ml_platform_quicktest SET training_history_json = NULL`);
     const sorted = [...w.runIds].sort();
     const env = new MockActivityEnvironment();

@@ -8,7 +8,7 @@ import { createDatabase } from '../../../dev/postgres';
 import { createMlflowSchema } from '../../../dev/mlflow-store';
 
 // Names a user can pick, as keys and as run ids (the app table's run id column is free text).
-const HOSTILE = ['__proto__', 'constructor', 'toString', 'a\tb', 'back\\slash', 'quote"d', "apo'strophe", '{brace,comma}', 'NULL', 'línea\nnueva', '🚀', 'שלום'];
+const HOSTILE = ['__proto__', 'constructor', 'toString', 'run$$1', 'a$&b', "x$'y", 'a\tb', 'back\\slash', 'quote"d', "apo'strophe", '{brace,comma}', 'NULL', 'línea\nnueva', '🚀', 'שלום'];
 const BIG = ['9007199254740993', '4611686018427387904', '9223372036854775807', '-9223372036854775808', '-1', '0'];
 
 describe('metric reader (0.3 read path)', () => {
@@ -105,5 +105,18 @@ describe('metric reader (0.3 read path)', () => {
     const p = new BinaryTupleParser(() => {});
     p.push(stream.subarray(0, stream.length - 5));
     expect(() => p.end()).toThrow(/mid-tuple/);
+  });
+  it('stops a COPY still streaming when onChunk throws, and the pool goes on serving', async () => {
+    // Big enough to arrive in many network chunks; a ROLLBACK sent behind it would wait forever.
+    const db = pool();
+    await db.query(`CREATE TABLE IF NOT EXISTS big AS SELECT g AS n, md5(g::text) AS t FROM generate_series(1, 300000) g`);
+    let chunks = 0;
+    const stop = new Error('cancelled');
+    await expect(
+      copyBinary(db, 'SELECT n, t FROM big WHERE t <> ALL($1)', ['x'], () => {}, () => {
+        if (++chunks === 3) throw stop;
+      }),
+    ).rejects.toBe(stop);
+    expect((await db.query('SELECT 1 AS one')).rows[0].one).toBe(1);
   });
 });
