@@ -5,7 +5,7 @@
 // https://www.postgresql.org/docs/current/sql-copy.html "Text Format"). The dump is streamed, its
 // rows counted per table, and the counts compared with the database itself.
 import { createInterface } from 'node:readline';
-import type { Readable } from 'node:stream';
+import { pipeline, type Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import type { Databases } from '../../adapters/postgres';
 import type { StepContext } from '../../types';
@@ -17,7 +17,15 @@ export type RowCounts = Record<string, number>;
 /** Counts the rows of every COPY block in a plain SQL dump; a dump cut off inside a block throws. */
 export async function countDumpRows(body: Readable, opts: { gzip: boolean; what: string }): Promise<RowCounts> {
   const counts: RowCounts = Object.create(null);
-  const lines = createInterface({ input: opts.gzip ? body.pipe(createGunzip()) : body, crlfDelay: Infinity });
+  // pipeline, not pipe: a download that fails (a timeout, a reset) must fail the count, not leave
+  // gunzip, and this loop, waiting forever while keepAlive heartbeats.
+  const input = opts.gzip ? pipeline(body, createGunzip(), () => {}) : body;
+  const lines = createInterface({ input, crlfDelay: Infinity });
+  let failed: Error | undefined;
+  input.once('error', (err: Error) => {
+    failed = err;
+    lines.close();
+  });
   let table: string | undefined;
   let seen = 0;
   const signal = activityContext()?.cancellationSignal;
@@ -37,6 +45,7 @@ export async function countDumpRows(body: Readable, opts: { gzip: boolean; what:
     table = name;
     counts[table] ??= 0;
   }
+  if (failed) throw failed;
   if (table !== undefined) throw new Error(`${opts.what} ends inside the data of table ${table}: it is truncated`);
   return counts;
 }

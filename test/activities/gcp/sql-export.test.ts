@@ -34,6 +34,16 @@ const PG_DUMP = [
 const stream = (text: string, gzip = true) => Readable.from([gzip ? gzipSync(text) : Buffer.from(text)]);
 
 describe('countDumpRows', () => {
+  it('fails when the download fails mid-way, gzip or not, instead of waiting forever', async () => {
+    for (const gzip of [true, false]) {
+      const bytes = gzip ? gzipSync(PG_DUMP) : Buffer.from(PG_DUMP);
+      const body = new Readable({ read() {} });
+      body.push(bytes.subarray(0, 20));
+      setImmediate(() => body.destroy(new Error('socket hang up')));
+      await expect(countDumpRows(body, { gzip, what: 'dump' })).rejects.toThrow('socket hang up');
+    }
+  });
+
   it('counts the rows of each COPY block, by table, schema-qualified outside public', async () => {
     expect({ ...(await countDumpRows(stream(PG_DUMP), { gzip: true, what: 'dump' })) }).toEqual({ metrics: 2, 'Odd "Name"': 1, 'audit.log': 1, empty: 0 });
     expect({ ...(await countDumpRows(stream(PG_DUMP, false), { gzip: false, what: 'dump' })) }).toEqual({ metrics: 2, 'Odd "Name"': 1, 'audit.log': 1, empty: 0 });
