@@ -190,7 +190,8 @@ function deleteCounts(sb: Deployment['sandbox']): Array<readonly [string, number
 function spawnWorker(d: Deployment, address: string) {
   const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/worker.ts')], {
     cwd: ROOT,
-    env: { ...process.env, ...d.workerEnv, TEMPORAL_ADDRESS: address, TEMPORAL_TASK_QUEUE: d.name },
+    // Hung requests (a fault below) are retried once their activity stalls: 20 s here, not 5 minutes.
+    env: { ...process.env, ...d.workerEnv, TEMPORAL_ADDRESS: address, TEMPORAL_TASK_QUEUE: d.name, WORKER_ACTIVITY_STALL_TIME: '20 seconds' },
     stdio: 'ignore',
   });
   return { child, startedAt: Date.now() };

@@ -4,6 +4,7 @@ import { Connection } from '@temporalio/client';
 import { bundleWorkflowCode, NativeConnection, Worker } from '@temporalio/worker';
 import { temporal } from '@temporalio/proto';
 import { createActivities } from './activities';
+import { durationMs } from './config/schema';
 import { createDependencies } from './dependencies';
 import { ConfigError, loadConfigFile, readWorkerEnv, type WorkerEnv } from './config/environment';
 import { SEARCH_ATTRIBUTES } from './temporal/search-attributes';
@@ -43,7 +44,7 @@ export async function runWorker(env: WorkerEnv = readWorkerEnv(), opts: { stop?:
   const connection = await NativeConnection.connect(connectionOptions(env));
   const stopPromoting = new AbortController();
   try {
-    const activities = createActivities({ config, ...deps, defaultBackfillLanes: env.WORKER_MAX_CONCURRENT_ACTIVITIES });
+    const activities = createActivities({ config, ...deps, defaultBackfillLanes: env.WORKER_MAX_CONCURRENT_ACTIVITIES, stallMs: durationMs(env.WORKER_ACTIVITY_STALL_TIME) });
     const worker = await Worker.create(createWorkerOptions({ env, connection, workflowBundle, dataConverter: dataConverter(env) }, activities));
     opts.stop?.addEventListener('abort', () => worker.shutdown(), { once: true });
     const version = deploymentVersionOf(env, workflowBundle);

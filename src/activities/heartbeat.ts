@@ -25,6 +25,8 @@ export function activityContext(): Context | undefined {
 
 /** The latest details each running activity reported, which the timer repeats. */
 const latest = new WeakMap<Context, unknown>();
+/** When each running activity last reported progress. */
+const progressAt = new WeakMap<Context, number>();
 /** Activities whose timer is already running (a nested keepAlive adds none). */
 const beating = new WeakSet<Context>();
 
@@ -32,8 +34,12 @@ export function heartbeat(details: unknown): void {
   const ctx = activityContext();
   if (!ctx) return;
   latest.set(ctx, details);
+  progressAt.set(ctx, Date.now());
   ctx.heartbeat(details);
 }
+
+/** Default for keepAlive's stallMs (the worker passes WORKER_ACTIVITY_STALL_TIME). */
+export const DEFAULT_STALL_MS = 5 * 60_000;
 
 /** Details of the previous attempt's last heartbeat, when this is a retry. */
 export function lastHeartbeat<T>(): T | undefined {
@@ -65,15 +71,21 @@ export function throwIfCancelled(): void {
  * lost). The timer fires at least every second: the SDK sends the server at most one heartbeat per
  * throttle interval (0.8 × the heartbeat timeout, capped by the worker's
  * maxHeartbeatThrottleInterval), and a cancellation arrives only in a heartbeat's reply.
+ * The timer proves the worker alive, not the call: once nothing was reported for `stallMs`, it
+ * stops, so a call that hangs meets the heartbeat timeout and the attempt is retried.
  */
-export async function keepAlive<T>(progress: unknown, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+export async function keepAlive<T>(progress: unknown, work: (signal: AbortSignal) => Promise<T>, stallMs = DEFAULT_STALL_MS): Promise<T> {
   const ctx = activityContext();
   if (!ctx) return work(NEVER);
   if (progress !== undefined) heartbeat(progress);
   if (beating.has(ctx)) return work(ctx.cancellationSignal);
   beating.add(ctx);
+  if (!progressAt.has(ctx)) progressAt.set(ctx, Date.now());
   const every = Math.min(Math.max((ctx.info.heartbeatTimeoutMs ?? 4_000) / 4, 100), 1_000);
-  const timer = setInterval(() => ctx.heartbeat(latest.has(ctx) ? latest.get(ctx) : ctx.info.heartbeatDetails), every);
+  const timer = setInterval(() => {
+    if (Date.now() - (progressAt.get(ctx) ?? 0) > stallMs) return;
+    ctx.heartbeat(latest.has(ctx) ? latest.get(ctx) : ctx.info.heartbeatDetails);
+  }, every);
   try {
     return await work(ctx.cancellationSignal);
   } finally {
@@ -85,10 +97,10 @@ export async function keepAlive<T>(progress: unknown, work: (signal: AbortSignal
 type AsyncFunctions = Record<string, (...args: never[]) => Promise<unknown>>;
 
 /** The same activities, each run inside keepAlive: one place, so no activity can go silent. */
-export function keepingAlive<A extends AsyncFunctions>(activities: A): A {
+export function keepingAlive<A extends AsyncFunctions>(activities: A, stallMs = DEFAULT_STALL_MS): A {
   const out: Record<string, unknown> = Object.create(null);
   for (const [name, fn] of Object.entries(activities)) {
-    out[name] = (...args: Parameters<typeof fn>) => keepAlive(undefined, () => fn(...args));
+    out[name] = (...args: Parameters<typeof fn>) => keepAlive(undefined, () => fn(...args), stallMs);
   }
   return out as A;
 }

@@ -20,6 +20,8 @@ export interface ActivityDeps {
   objects: ObjectStore;
   /** 0.3's lanes when the target sets no data.backfillLanes: the worker's activity slots. */
   defaultBackfillLanes?: number;
+  /** How long an activity may report no progress before its heartbeats stop (keepAlive). */
+  stallMs?: number;
 }
 
 export function createActivities(deps: ActivityDeps) {
@@ -30,5 +32,5 @@ export function createActivities(deps: ActivityDeps) {
   const cloudPreflight = async (ctx: StepContext<Target>) => (isCloud(ctx.target) ? cloud.preflight({ ...ctx, target: ctx.target }) : []);
   const lifecycle = createLifecycleActivities({ config: deps.config, objects: deps.objects, preflightChecks: [data.preflight, cloudPreflight, database.preflight] });
   // Every activity heartbeats on a timer while it runs, whatever call it is waiting on.
-  return keepingAlive(withDeletionPreview({ ...lifecycle, ...data.activities, ...cloud.activities, ...database.activities }));
+  return keepingAlive(withDeletionPreview({ ...lifecycle, ...data.activities, ...cloud.activities, ...database.activities }), deps.stallMs);
 }

@@ -40,6 +40,9 @@ const workerEnvSchema = z.object({
    * time, the worker gives up (issue 9). Keep the force time under your orchestrator's stop grace period. */
   WORKER_SHUTDOWN_GRACE_TIME: shutdownDuration.default('30 seconds'),
   WORKER_SHUTDOWN_FORCE_TIME: shutdownDuration.default('45 seconds'),
+  /** An activity that reports no progress for this long stops heartbeating, so a call that hangs
+   * (a request without a timeout) meets the heartbeat timeout and is retried (see keepAlive). */
+  WORKER_ACTIVITY_STALL_TIME: shutdownDuration.default('5 minutes'),
   /** Connections per database pool; unset: WORKER_MAX_CONCURRENT_ACTIVITIES (each activity holds at most one per database). */
   DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(256).optional(),
 });

@@ -23,6 +23,17 @@ describe('keepAlive', () => {
     expect(beats.at(-1)).toEqual({ step: 'half' });
   });
 
+  it('stops beating once nothing was reported for stallMs, so a hung call meets the heartbeat timeout', async () => {
+    const env = new MockActivityEnvironment({ heartbeatTimeoutMs: 400 });
+    const beats: number[] = [];
+    env.on('heartbeat', () => beats.push(Date.now()));
+    const started = Date.now();
+    await env.run(() => keepAlive(undefined, () => wait(1_500), 300));
+    // Beats during the first 300 ms only (none at all on a machine too loaded to fire the timer):
+    // after that a hung call goes silent.
+    expect(beats.every((t) => t - started < 700)).toBe(true);
+  });
+
   it('before any progress, repeats the previous attempt\'s details, so a retry keeps its resume point', async () => {
     const env = new MockActivityEnvironment({ heartbeatTimeoutMs: 1_000, heartbeatDetails: { cursor: 'run-41' } });
     const beats: unknown[] = [];
