@@ -8,7 +8,7 @@
 //   --fault-rate 0.03  chance of a 503, a 429, a slow answer (and a fifth of it, a hang) per GCP request
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, openSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -83,7 +83,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
   const killPoints: string[] = [];
   try {
     log(`clean run of ${opts.runs} runs …`);
-    const cleanWorker = spawnWorker(clean, address);
+    const cleanWorker = spawnWorker(clean, address, dir);
     workers.push(cleanWorker.child);
     const cleanResult = await migrationResult(await startMigration(temporal.client, { target: clean.name, approvals: NO_APPROVALS, bakePeriod: '5s' }, { taskQueue: clean.name }));
     cleanWorker.child.kill('SIGTERM');
@@ -95,7 +95,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
     chaos.sandbox.addFault({ match: gcpRequests, status: 429, probability: rate });
     chaos.sandbox.addFault({ match: gcpRequests, hang: true, probability: rate / 5 });
     chaos.sandbox.addFault({ match: gcpRequests, latencyMs: 400, probability: rate });
-    let worker = spawnWorker(chaos, address);
+    let worker = spawnWorker(chaos, address, dir);
     workers.push(worker.child);
     const handle = await startMigration(temporal.client, { target: chaos.name, approvals: NO_APPROVALS, bakePeriod: '5s' }, { taskQueue: chaos.name });
     const { unblock, counter } = unblocker(log);
@@ -123,7 +123,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
         serverRestarts++;
         log('  Temporal dev server restarted');
       }
-      worker = spawnWorker(chaos, address);
+      worker = spawnWorker(chaos, address, dir);
       workers.push(worker.child);
     }
     const chaosResult = await finish(() => temporal.client.workflow.getHandle(handle.workflowId), unblock);
@@ -187,12 +187,13 @@ function deleteCounts(sb: Deployment['sandbox']): Array<readonly [string, number
   return DELETES.map((m) => [m, sb.callsTo(m).filter((c) => c.status < 300).length] as const);
 }
 
-function spawnWorker(d: Deployment, address: string) {
+/** A worker process; its stderr goes to <dir>/worker.log, so a worker that dies says why. */
+function spawnWorker(d: Deployment, address: string, dir: string) {
   const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/worker.ts')], {
     cwd: ROOT,
     // Hung requests (a fault below) are retried once their activity stalls: 20 s here, not 5 minutes.
     env: { ...process.env, ...d.workerEnv, TEMPORAL_ADDRESS: address, TEMPORAL_TASK_QUEUE: d.name, WORKER_ACTIVITY_STALL_TIME: '20 seconds' },
-    stdio: 'ignore',
+    stdio: ['ignore', 'ignore', openSync(join(dir, 'worker.log'), 'a')],
   });
   return { child, startedAt: Date.now() };
 }
