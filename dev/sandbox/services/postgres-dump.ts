@@ -22,7 +22,7 @@ export async function dumpDatabase(url: string, out: Writable, opts: { gzip: boo
   const gz = opts.gzip ? createGzip() : undefined;
   const sink = gz ?? out;
   const done = gz ? pipeline(gz, out) : Promise.resolve();
-  const write = (text: string) => new Promise<void>((resolve, reject) => (sink.write(text, (err) => (err ? reject(err) : resolve()))));
+  const write = (text: string | Buffer) => new Promise<void>((resolve, reject) => (sink.write(text, (err) => (err ? reject(err) : resolve()))));
   try {
     // One snapshot for the whole dump, as pg_dump takes; an empty search_path makes the catalog
     // functions schema-qualify every name, so the dump loads under any search_path.
@@ -71,7 +71,8 @@ export async function dumpDatabase(url: string, out: Writable, opts: { gzip: boo
       const cols = columnsOf.get(t.oid)!.map(ident).join(', ');
       await write(`\n--\n-- Data for Name: ${t.name}; Type: TABLE DATA\n--\n\nCOPY ${qualified(t.name)} (${cols}) FROM stdin;\n`);
       const rows = client.query(copyTo(`COPY ${qualified(t.name)} (${cols}) TO STDOUT`));
-      for await (const chunk of rows) await write(typeof chunk === 'string' ? chunk : (chunk as Buffer).toString('utf8'));
+      // Bytes as they come: a chunk may end inside a multi-byte character, which decoding it alone would mangle.
+      for await (const chunk of rows) await write(chunk as Buffer);
       await write('\\.\n');
     }
 
