@@ -123,7 +123,8 @@ export function renderDetails(s: MigrationStatus): string {
     }
     for (const g of s.gates.filter((x) => x.phase === s.phase && x.state !== 'pending')) {
       lines.push(`- ${ICON[g.state] ?? g.state} gate ${g.id}: ${g.title}`);
-      for (const c of g.checks) lines.push(`  - ${c.ok ? '✓' : '✗'} ${c.name}: ${c.detail}`);
+      // Top-level items: the UI's Markdown runs nested ones together into the gate's line.
+      for (const c of g.checks) lines.push(`- ${c.ok ? '✓' : '✗'} check ${c.name}: ${c.detail}`);
     }
   }
   return lines.join('\n');
