@@ -19,7 +19,7 @@ import { DefaultLogger, Runtime } from '@temporalio/worker';
 import pg from 'pg';
 import { acceptanceInventory, acceptanceNames, acceptanceTarget, createAcceptanceResources, deleteAcceptanceResources } from './gcp-acceptance';
 import { createAppTable, createMlflowSchema, seedAppRows, seedMlflowRuns } from './mlflow-store';
-import { createDatabase, freePort, startPostgres } from './postgres';
+import { createDatabase, freePort, startPostgres, tableRowCounts } from './postgres';
 import { devServerExecutable } from './temporal';
 import { createGcpClients } from '../src/adapters/gcp/clients';
 import { commands, migrationResult, startMigration } from '../src/temporal/client';
@@ -99,7 +99,7 @@ async function main(): Promise<number> {
       await worker;
     });
 
-    const before = { ...(await acceptanceInventory(gcp, n)), mlflowRows: await rowCounts(mlflowUrl) };
+    const before = { ...(await acceptanceInventory(gcp, n)), mlflowRows: await tableRowCounts(mlflowUrl) };
     const client = new Client({ connection: await Connection.connect({ address: `127.0.0.1:${port}` }) });
     const handle = await startMigration(client, { target: TARGET, approvals: { 'phase-0': false, 'phase-2': false, 'phase-4': true } });
     say(`migration ${handle.workflowId} started; waiting for Phase 3 to finish (gate phase-4)`);
@@ -110,7 +110,7 @@ async function main(): Promise<number> {
     await commands.rollback(handle, { by: 'e2e:gcp', reason: `acceptance run ${n.runId}` });
     const result = await migrationResult(handle);
     for (const c of result.status.compensations) say(`  undo ${c.step}: ${c.state}${c.summary ? ` — ${c.summary}` : ''}${c.error ? ` — ${c.error}` : ''}`);
-    const after = { ...(await acceptanceInventory(gcp, n)), mlflowRows: await rowCounts(await urlNow()) };
+    const after = { ...(await acceptanceInventory(gcp, n)), mlflowRows: await tableRowCounts(await urlNow()) };
     const differences = Object.keys(before).filter((k) => !isDeepStrictEqual((before as Record<string, unknown>)[k], (after as Record<string, unknown>)[k]));
     for (const k of differences) say(`  DIFFERS ${k}:\n    before ${JSON.stringify((before as Record<string, unknown>)[k])}\n    after  ${JSON.stringify((after as Record<string, unknown>)[k])}`);
     ok = result.outcome === 'rolled-back' && differences.length === 0;
@@ -149,18 +149,6 @@ async function waitFor(handle: Awaited<ReturnType<typeof startMigration>>, done:
   }
 }
 
-async function rowCounts(url: string): Promise<Record<string, number>> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    const { rows } = await c.query<{ t: string }>(`SELECT tablename AS t FROM pg_tables WHERE schemaname = 'public' ORDER BY 1`);
-    const out: Record<string, number> = {};
-    for (const { t } of rows) out[t] = Number((await c.query(`SELECT count(*) AS n FROM "${t}"`)).rows[0].n);
-    return out;
-  } finally {
-    await c.end();
-  }
-}
 
 main().then(
   (code) => process.exit(code),

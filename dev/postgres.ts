@@ -93,3 +93,18 @@ async function importEmbeddedPostgres() {
   for (const e of events) for (const l of process.listeners(e as 'exit')) if (!before.get(e)!.has(l)) process.removeListener(e, l);
   return EmbeddedPostgres;
 }
+
+/** Rows per table of a database's public schema, counted straight from Postgres (what a restore must bring back). */
+export async function tableRowCounts(url: string): Promise<Record<string, number>> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    const { rows } = await c.query<{ t: string }>(`SELECT tablename AS t FROM pg_tables WHERE schemaname = 'public' ORDER BY 1`);
+    const counts: Array<[string, number]> = [];
+    for (const { t } of rows) counts.push([t, Number((await c.query(`SELECT count(*) AS n FROM ${c.escapeIdentifier(t)}`)).rows[0].n)]);
+    // fromEntries: every name an own key, "__proto__" included.
+    return Object.fromEntries(counts);
+  } finally {
+    await c.end();
+  }
+}

@@ -8,6 +8,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDeployment } from '../../dev/deployment';
+import { tableRowCounts } from '../../dev/postgres';
 import { createActivities } from '../../src/activities';
 import { createGcpClients, isNotFound } from '../../src/adapters/gcp/clients';
 import { createGcsObjectStore } from '../../src/adapters/gcp/gcs-object-store';
@@ -135,14 +136,14 @@ describe('the real worker', () => {
     const d = await deployment(10);
     try {
       const before = await inventory(d);
-      const rowsBefore = await mlflowRows(d);
+      const rowsBefore = await tableRowCounts(d.mlflowUrl);
       expect(rowsBefore.metrics).toBeGreaterThan(1000);
       const h = await d.start({ approvals: { ...noApprovals, 'phase-4': true } });
       await waitForStatus(h, (s) => s.waitingFor?.gate === 'phase-4', 120_000);
       const gone = await inventory(d);
       expect(Object.entries(gone).filter(([, v]) => v !== 'absent').map(([k]) => k)).toEqual(['django-app', 'secret mlflow-db-password', 'secret mlflow-tracking-token']);
       // Deleting the instance dropped the MLflow database's tables.
-      expect(await mlflowRows(d)).toEqual({});
+      expect(await tableRowCounts(d.mlflowUrl)).toEqual({});
       await commands.rollback(h, { by: 'alice', reason: 'e2e' });
       const result = await migrationResult(h);
       expect(result.outcome).toBe('rolled-back');
@@ -150,7 +151,7 @@ describe('the real worker', () => {
       expect(result.status.compensations.find((c) => c.step === '3.2')?.summary).toMatch(/from final backup/);
       expect(await inventory(d)).toEqual(before);
       // The undo of 3.2 brought back the data itself, every row of every MLflow table.
-      expect(await mlflowRows(d)).toEqual(rowsBefore);
+      expect(await tableRowCounts(d.mlflowUrl)).toEqual(rowsBefore);
 
       // Fixed and started again: a folder of its own, so 0.1 takes a fresh backup and export.
       const again = await d.start({ approvals: { ...noApprovals, 'phase-4': true } });
@@ -194,19 +195,6 @@ describe('the real worker', () => {
   });
 });
 
-/** Rows per table of the MLflow database, counted straight from Postgres. */
-async function mlflowRows(d: Awaited<ReturnType<typeof deployment>>): Promise<Record<string, number>> {
-  const c = new pg.Client({ connectionString: d.mlflowUrl });
-  await c.connect();
-  try {
-    const { rows } = await c.query<{ t: string }>(`SELECT tablename AS t FROM pg_tables WHERE schemaname = 'public' ORDER BY 1`);
-    const out: Record<string, number> = {};
-    for (const { t } of rows) out[t] = Number((await c.query(`SELECT count(*) AS n FROM "${t}"`)).rows[0].n);
-    return out;
-  } finally {
-    await c.end();
-  }
-}
 
 /** What an operator would compare, read through the worker's own clients; ids and timestamps GCP assigns anew are left out. */
 async function inventory(d: Awaited<ReturnType<typeof deployment>>): Promise<Record<string, unknown>> {
